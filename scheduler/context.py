@@ -1,0 +1,86 @@
+"""What a job function receives: who started it, where to log, how to report progress."""
+
+import logging
+from collections import deque
+
+MAX_LOG_LINES = 200
+MAX_LINE_LENGTH = 2000
+MAX_MESSAGE_LENGTH = 500
+
+
+class RunLog:
+    """A logger for one run: lines go to the process log and the last ones are kept
+    with the run (bounded, so a job that logs megabytes keeps only its tail)."""
+
+    def __init__(self, job_name, clock):
+        self._logger = logging.getLogger(f"jobs.{job_name}")
+        self._clock = clock
+        self._lines = deque(maxlen=MAX_LOG_LINES)
+        self.dropped = 0
+
+    def _add(self, level, message, args):
+        try:
+            text = str(message) % args if args else str(message)
+        except (TypeError, ValueError):
+            text = f"{message} {args!r}"
+        self._logger.log(level, "%s", text)
+        if len(self._lines) == self._lines.maxlen:
+            self.dropped += 1
+        if len(text) > MAX_LINE_LENGTH:
+            text = text[:MAX_LINE_LENGTH] + " …[truncated]"
+        self._lines.append(f"{logging.getLevelName(level)} {text}")
+
+    def debug(self, message, *args):
+        self._add(logging.DEBUG, message, args)
+
+    def info(self, message, *args):
+        self._add(logging.INFO, message, args)
+
+    def warning(self, message, *args):
+        self._add(logging.WARNING, message, args)
+
+    def error(self, message, *args):
+        self._add(logging.ERROR, message, args)
+
+    def lines(self):
+        """The kept lines, oldest first, with a note when earlier ones were dropped."""
+        kept = list(self._lines)
+        if self.dropped:
+            kept.insert(0, f"… {self.dropped} earlier lines not kept")
+        return kept
+
+
+class RunContext:
+    """Passed to every job function.
+
+    - ``trigger``: ``"scheduled"`` or ``"manual"``; ``user``: who asked for a manual run.
+    - ``log``: a logger (``ctx.log.info("checked %d zones", n)``) whose lines are kept.
+    - ``progress(fraction, message)``: report how far the run has got (0 to 1).
+    - ``cancelled``: True once the run should stop (timed out or the server is stopping);
+      long jobs check it between steps.
+    - ``settings``: the app's settings mapping; ``store``: the scheduler's database.
+    """
+
+    def __init__(self, run, *, settings, store, on_progress):
+        self._run = run
+        self._on_progress = on_progress
+        self.job = run.job
+        self.trigger = run.trigger
+        self.user = run.user
+        self.slot = run.slot
+        self.log = run.log
+        self.settings = settings
+        self.store = store
+
+    @property
+    def cancelled(self):
+        return self._run.cancelled
+
+    def progress(self, fraction, message=""):
+        """Report progress: ``fraction`` from 0 to 1 and a short message."""
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+            raise ValueError(f"Progress is a number from 0 to 1; got {fraction!r}.")
+        if fraction != fraction:  # NaN
+            raise ValueError("Progress is a number from 0 to 1; got NaN.")
+        fraction = min(1.0, max(0.0, float(fraction)))
+        self._on_progress(self._run, fraction, str(message)[:MAX_MESSAGE_LENGTH])

@@ -1,0 +1,678 @@
+"""The engine: one loop that starts jobs on their slots, and the controls the page calls.
+
+Threads (all native, see ``native``):
+
+- the loop (``jobs-loop``) owns the timetable.  Each ``step()`` applies the
+  changes that controls queued, dispatches the due jobs to the executor, flags
+  runs past their timeout, and says how long to sleep; a control wakes it at once.
+- the lease keeper (``jobs-lease``) holds or waits for the scheduler lease in the
+  database, so that of all the processes sharing the file exactly one runs jobs.
+- workers (``jobs-worker``) run job bodies; the writer (``jobs-writer``) records them.
+
+Controls may be called from any thread or greenlet; they validate, persist the
+change (so an acknowledged change survives a crash), update the state, publish
+an event and return the job's new state.
+"""
+
+import logging
+import os
+import socket
+import time
+import traceback
+import uuid
+from functools import partial
+
+from . import state as st
+from .clock import SystemClock, to_iso
+from .context import RunContext, RunLog
+from .errors import JobBusyError, NotLeaderError, StoreError, UnknownJobError
+from .events import EventBus
+from .executor import NativeExecutor
+from .intervals import format_interval, parse_interval
+from .native import Empty, Lock, SimpleQueue, start_thread
+from .store import RunWriter
+from .timetable import Timetable
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LEASE_TTL = 5.0
+DEFAULT_STAGGER = 0.25
+
+
+class Engine:
+    """Runs the jobs of a registry on schedule and answers the page's controls."""
+
+    def __init__(
+        self,
+        registry,
+        store,
+        *,
+        clock=None,
+        settings=None,
+        run_jobs=True,
+        owner=None,
+        lease_ttl=DEFAULT_LEASE_TTL,
+        max_workers=32,
+        stagger=DEFAULT_STAGGER,
+        bus=None,
+    ):
+        if lease_ttl <= 0:
+            raise ValueError("lease_ttl must be a positive number of seconds.")
+        self.registry = registry
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.settings = dict(settings or {})
+        self.run_jobs = run_jobs
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease_ttl = float(lease_ttl)
+        self.stagger = stagger
+        self.bus = bus or EventBus()
+        self.writer = RunWriter(store)
+        self.executor = NativeExecutor(max_workers=max_workers)
+        self._states = {d.name: st.JobState(d, interval=d.interval) for d in registry}
+        self._timetable = Timetable()
+        self._lock = Lock()  # guards job states; never held across I/O
+        self._control_lock = Lock()  # one control at a time: persist, then apply
+        self._commands = SimpleQueue()
+        self._wake = SimpleQueue()
+        self._stop_wait = SimpleQueue()
+        self.leader = False
+        self._holding = False
+        self._lease_valid_until = None
+        self._lease_info = None
+        self.started_at = None
+        self._stopping = False
+        self._threads_started = False
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def load(self):
+        """Read overrides and last runs from the database into the job states."""
+        settings = self.store.load_settings()
+        rows = self.store.load_job_states()
+        with self._lock:
+            for name, state in self._states.items():
+                override = settings.get(name, {})
+                state.paused = bool(override.get("paused"))
+                if override.get("interval"):
+                    state.interval = override["interval"]
+                row = rows.get(name)
+                if row:
+                    state.last_started_at = row["last_started_at"]
+                    state.last_finished_at = row["last_finished_at"]
+                    state.last_duration = row["last_duration"]
+                    state.last_outcome = row["last_outcome"]
+                    state.last_error = row["last_error"]
+                    state.last_traceback = row["last_traceback"]
+                    state.last_slot = row["last_slot"]
+                    state.next_run = None if state.paused else row["next_run"]
+        return rows
+
+    def start(self):
+        """Load state and start the threads: the lease keeper always, the loop if
+        this process may run jobs."""
+        if self._threads_started:
+            return
+        self._threads_started = True
+        self.started_at = self.clock.now()
+        self.load()
+        self.writer.start()
+        start_thread(self._keep_lease_forever, name="jobs-lease")
+        if self.run_jobs:
+            start_thread(self._loop_forever, name="jobs-loop")
+
+    def stop(self, grace=10.0):
+        """Stop scheduling, give running jobs ``grace`` seconds, record the rest as
+        interrupted, give up the lease and end every event stream."""
+        self._stopping = True
+        self._wake.put(None)
+        self._stop_wait.put(None)
+        if not self.wait_idle(grace):
+            self._interrupt_running()
+        if self._holding:
+            try:
+                self.store.release_lease(self.owner, self.clock.now())
+            except StoreError as exc:
+                log.error("Could not release the scheduler lease: %s", exc)
+        self._holding = False
+        self._set_leader(False)
+        self.writer.stop()
+        self.executor.shutdown()
+        self.bus.close_all()
+
+    def wait_idle(self, timeout=5.0):
+        """Wait (on the real clock) until no job is running; True if none is."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                busy = any(s.current is not None for s in self._states.values())
+            if not busy:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+
+    def _interrupt_running(self):
+        now = self.clock.now()
+        events = []
+        with self._lock:
+            for state in self._states.values():
+                run = state.current
+                if run is None:
+                    continue
+                run.cancelled = True
+                run.superseded = True
+                self._close_run_locked(
+                    state, run, st.INTERRUPTED, now,
+                    error="Interrupted: the server stopped during this run.",
+                )
+                events.append(state.to_dict())
+        for data in events:
+            self.bus.publish("job", data["name"], data)
+
+    # -- the loop ----------------------------------------------------------------
+
+    def _loop_forever(self):
+        while not self._stopping:
+            try:
+                delay = self.step()
+            except Exception:  # supervise: a fault in one step must not end scheduling
+                log.exception("The scheduler loop failed a step; it carries on")
+                delay = 1.0
+            try:
+                self._wake.get(timeout=delay)
+                while True:
+                    self._wake.get_nowait()
+            except Empty:
+                pass
+
+    def step(self):
+        """Do one round of the loop's work; return seconds until it has more to do
+        (None: nothing scheduled, wait for a control)."""
+        self._apply_commands()
+        if not self.leader or self._stopping:
+            return None
+        now = self.clock.now()
+        if not self._lease_valid():
+            log.warning("Lost the scheduler lease; not starting jobs until it is back")
+            self._set_leader(False)
+            return None
+        self._dispatch_due(now)
+        next_deadline = self._flag_stuck_runs()
+        next_due = self._timetable.next_due()
+        wake_at = [t for t in (next_due,) if t is not None]
+        delay = None
+        if wake_at:
+            delay = max(0.0, min(wake_at) - self.clock.now())
+        if next_deadline is not None:
+            until_deadline = max(0.0, next_deadline - self.clock.monotonic())
+            delay = until_deadline if delay is None else min(delay, until_deadline)
+        return delay
+
+    def _apply_commands(self):
+        while True:
+            try:
+                command, name = self._commands.get_nowait()
+            except Empty:
+                return
+            if command == "lead":
+                self._take_over()
+            elif command == "follow":
+                self._set_leader(False)
+            elif command == "sync" and self.leader:
+                with self._lock:
+                    state = self._states[name]
+                    paused, interval, next_run = state.paused, state.interval, state.next_run
+                if paused or next_run is None:
+                    self._timetable.remove(name)
+                else:
+                    self._timetable.put(name, interval, next_run)
+
+    def _take_over(self):
+        """Become the scheduler: close runs a dead holder left open, reload state
+        and put every active job on the timetable."""
+        now = self.clock.now()
+        self.store.mark_interrupted_runs(now)
+        rows = self.load()
+        overdue = []
+        with self._lock:
+            self._timetable.clear()
+            for name, state in self._states.items():
+                if state.paused:
+                    state.next_run = None
+                    continue
+                persisted = rows.get(name, {}).get("next_run")
+                if persisted is None:
+                    state.next_run = now + state.interval  # never ran: one interval from start
+                elif persisted <= now:
+                    overdue.append((persisted, name))
+                    continue
+                else:
+                    state.next_run = persisted  # not yet due: keep its slot
+                self._timetable.put(name, state.interval, state.next_run)
+            # Jobs that fell due while no scheduler ran: soon, most overdue first,
+            # spread out so a restart does not start them all at once.
+            for index, (_, name) in enumerate(sorted(overdue)):
+                state = self._states[name]
+                state.next_run = now + self.stagger * (index + 1)
+                self._timetable.put(name, state.interval, state.next_run)
+            snapshot = [s.to_dict() for s in self._states.values()]
+        self.leader = True
+        for data in snapshot:
+            self.bus.publish("job", data["name"], data)
+        self._publish_scheduler()
+        log.info("This process now runs the scheduler (%s)", self.owner)
+
+    def _set_leader(self, leader):
+        if self.leader == leader:
+            return
+        self.leader = leader
+        if not leader:
+            self._timetable.clear()
+        self._publish_scheduler()
+
+    def _dispatch_due(self, now):
+        started, skipped = [], []
+        with self._lock:
+            for name in self._timetable.due(now):
+                slot = self._timetable.next_run(name)
+                state = self._states[name]
+                state.next_run = self._timetable.advance(name, now)
+                run = self._start_run_locked(state, st.SCHEDULED, None, slot, now)
+                if run is None:
+                    skipped.append(state)
+                    continue
+                self.executor.submit(partial(self._execute, run))
+                started.append((state, run))
+            # Publishing and recording come after every due job has been handed over.
+            events = [state.to_dict() for state, _ in started]
+            events += [state.to_dict() for state in skipped]
+            records = [(run, state.next_run) for state, run in started]
+        for state in skipped:
+            log.info("Skipped a slot of %s: its previous run is still going", state.name)
+            self.writer.submit(partial(_save_next_run, self.store, state.name, state.next_run))
+        for run, next_run in records:
+            self.writer.submit(partial(_record_start, self.store, self.owner, run, next_run))
+        for data in events:
+            self.bus.publish("job", data["name"], data)
+
+    def _flag_stuck_runs(self):
+        """Mark runs past their timeout as stuck and ask them to stop; return the
+        next deadline still to watch (monotonic), if any."""
+        mono = self.clock.monotonic()
+        next_deadline = None
+        events = []
+        with self._lock:
+            for state in self._states.values():
+                run = state.current
+                if run is None or run.deadline is None or state.stuck:
+                    continue
+                if mono >= run.deadline:
+                    state.stuck = True
+                    run.cancelled = True
+                    run.log.warning(
+                        "Still running after its timeout of %s; asked to stop",
+                        format_interval(int(state.definition.timeout)),
+                    )
+                    events.append(state.to_dict())
+                elif next_deadline is None or run.deadline < next_deadline:
+                    next_deadline = run.deadline
+        for data in events:
+            self.bus.publish("job", data["name"], data)
+        return next_deadline
+
+    # -- runs ----------------------------------------------------------------------
+
+    def _start_run_locked(self, state, trigger, user, slot, now):
+        """Start a run of ``state``'s job unless one is executing within its timeout.
+        A stuck run (past its timeout) is recorded as timed out and replaced."""
+        current = state.current
+        if current is not None:
+            if not self._is_stuck(current):
+                return None
+            current.cancelled = True
+            current.superseded = True
+            timeout = format_interval(int(state.definition.timeout))
+            self._close_run_locked(
+                state, current, st.TIMED_OUT, now,
+                error=f"Timed out: still running after {timeout}; replaced by a new run.",
+            )
+        definition = state.definition
+        run = st.Run(
+            job=state.name,
+            trigger=trigger,
+            started_at=now,
+            log=RunLog(state.name, self.clock),
+            user=user,
+            slot=slot,
+            deadline=(
+                None if definition.timeout is None
+                else self.clock.monotonic() + definition.timeout
+            ),
+        )
+        state.current = run
+        state.stuck = False
+        state.run_count += 1
+        state.last_started_at = now
+        if slot is not None:
+            state.last_slot = slot
+        return run
+
+    def _is_stuck(self, run):
+        return run.deadline is not None and self.clock.monotonic() >= run.deadline
+
+    def _execute(self, run):
+        """The body of a run, on a worker thread."""
+        definition = self._states[run.job].definition
+        context = RunContext(
+            run, settings=self.settings, store=self.store, on_progress=self._on_progress
+        )
+        error = trace = result = None
+        try:
+            result = st.describe_result(definition.func(context))
+            outcome = st.OK
+        except BaseException as exc:  # record everything; a job never takes a worker down
+            outcome = st.FAILED
+            error = _error_message(exc)
+            trace = traceback.format_exc()
+        self._finish(run, outcome, error, trace, result)
+
+    def _finish(self, run, outcome, error, trace, result):
+        now = self.clock.now()
+        with self._lock:
+            state = self._states[run.job]
+            if run.superseded:
+                # Already recorded (timed out or interrupted); keep what it logged since.
+                self.writer.submit(partial(_record_log, self.store, run))
+                return
+            if run.deadline is not None and self.clock.monotonic() >= run.deadline:
+                timeout = format_interval(int(state.definition.timeout))
+                note = f"Timed out: ran longer than its timeout of {timeout}."
+                error = note if error is None else f"{note} {error}"
+                outcome = st.TIMED_OUT
+            run.result = result
+            run.traceback = trace
+            self._close_run_locked(state, run, outcome, now, error=error)
+            data = state.to_dict()
+        self.bus.publish("job", data["name"], data)
+
+    def _close_run_locked(self, state, run, outcome, now, *, error=None):
+        run.outcome = outcome
+        run.finished_at = now
+        run.error = error
+        if state.current is run:
+            state.current = None
+            state.stuck = False
+        state.last_finished_at = now
+        state.last_duration = run.duration
+        state.last_outcome = outcome
+        state.last_error = error
+        state.last_traceback = run.traceback
+        self.writer.submit(partial(_record_finish, self.store, run))
+
+    def _on_progress(self, run, fraction, message):
+        with self._lock:
+            state = self._states[run.job]
+            if state.current is not run:
+                return
+            run.progress = (fraction, message)
+            data = state.to_dict()
+        self.bus.publish("job", data["name"], data)
+
+    # -- controls ------------------------------------------------------------------
+
+    def run_now(self, name, user=None):
+        """Start a run at once (allowed while paused); JobBusyError while one runs."""
+        state = self._state(name)
+        self._require_scheduler()
+        now = self.clock.now()
+        with self._lock:
+            run = self._start_run_locked(state, st.MANUAL, user, None, now)
+            if run is None:
+                raise JobBusyError(
+                    f"{name} is already running (started {to_iso(state.last_started_at)}); "
+                    "wait for it to finish."
+                )
+            self.executor.submit(partial(self._execute, run))
+            data = state.to_dict()
+            next_run = state.next_run
+        self.writer.submit(partial(_record_start, self.store, self.owner, run, next_run))
+        self.writer.submit(
+            lambda conn: self.store.add_audit(conn, now, user, name, "run", None, run.id)
+        )
+        self.bus.publish("job", name, data)
+        return data
+
+    def pause(self, name, user=None):
+        """Stop scheduled runs of ``name`` (a run in progress finishes)."""
+        return self._change(name, user, "pause", paused=True)
+
+    def resume(self, name, user=None):
+        """Schedule ``name`` again: one interval after its last run, or at once if
+        that moment has passed."""
+        return self._change(name, user, "resume", paused=False)
+
+    def set_interval(self, name, interval, user=None):
+        """Run ``name`` every ``interval`` (text such as '5m'); takes effect at once."""
+        seconds = parse_interval(interval)
+        return self._change(name, user, "interval", interval=seconds)
+
+    def reset_interval(self, name, user=None):
+        """Put ``name`` back on its default interval."""
+        state = self._state(name)
+        return self._change(name, user, "reset", interval=state.definition.interval)
+
+    def _change(self, name, user, action, *, paused=None, interval=None):
+        state = self._state(name)
+        with self._control_lock:
+            now = self.clock.now()
+            with self._lock:
+                old_paused, old_interval = state.paused, state.interval
+                new_paused = old_paused if paused is None else paused
+                new_interval = old_interval if interval is None else interval
+                next_run = None if new_paused else self._next_run_after_change(
+                    state, new_interval, now, resumed=old_paused and not new_paused
+                )
+            if action in ("pause", "resume"):
+                old_value = "paused" if old_paused else "active"
+                new_value = "paused" if new_paused else "active"
+            else:
+                old_value, new_value = format_interval(old_interval), format_interval(new_interval)
+            # On disk first: if this raises, nothing has changed.
+            self.store.save_setting(
+                name,
+                interval=None if new_interval == state.definition.interval else new_interval,
+                paused=new_paused,
+                next_run=next_run,
+                at=now,
+                user=user,
+                action=action,
+                old_value=old_value,
+                new_value=new_value,
+            )
+            with self._lock:
+                state.paused = new_paused
+                state.interval = new_interval
+                state.next_run = next_run
+                data = state.to_dict()
+            self._commands.put(("sync", name))
+            self._wake.put(None)
+        self.bus.publish("job", name, data)
+        return data
+
+    def _next_run_after_change(self, state, interval, now, resumed):
+        if not resumed and state.paused is False and state.next_run is not None:
+            if interval == state.interval:
+                return state.next_run
+        base = state.last_started_at
+        if base is None:
+            base = self.started_at if self.started_at is not None else now
+        return max(now, base + interval)
+
+    def _state(self, name):
+        if not isinstance(name, str):
+            raise UnknownJobError(name)
+        state = self._states.get(name)
+        if state is None:
+            raise UnknownJobError(name)
+        return state
+
+    def _require_scheduler(self):
+        if not self.run_jobs:
+            raise NotLeaderError(
+                "This server does not run jobs (JOBS_SCHEDULER=0); use a server that does."
+            )
+
+    # -- views -----------------------------------------------------------------------
+
+    def job(self, name):
+        """The job's state as the API shows it."""
+        state = self._state(name)
+        with self._lock:
+            return state.to_dict()
+
+    def jobs(self):
+        with self._lock:
+            return [s.to_dict() for s in self._states.values()]
+
+    def snapshot(self):
+        """{"scheduler", "version", "jobs"}: everything the page shows, at one version."""
+        with self._lock:
+            return self._snapshot_locked(self.bus.version)
+
+    def _snapshot_locked(self, version):
+        return {
+            "scheduler": self.scheduler_info(),
+            "version": version,
+            "jobs": [s.to_dict() for s in self._states.values()],
+        }
+
+    def subscribe(self):
+        """A subscription whose ``snapshot`` is the state at its starting version."""
+        with self._lock:
+            return self.bus.subscribe(self._snapshot_locked)
+
+    def runs(self, name, limit=20):
+        """The job's most recent runs, newest first (the running one included)."""
+        self._state(name)
+        rows = self.store.runs(name, limit)
+        return [_run_row_to_dict(row) for row in rows]
+
+    def scheduler_info(self):
+        """Whether a scheduler is alive anywhere (a fresh lease), and which one."""
+        lease = self._lease_info
+        now = self.clock.now()
+        alive = lease is not None and lease["expires_at"] > now
+        return {
+            "running": bool(self.leader or alive),
+            "here": self.leader,
+            "holder": lease["holder"] if lease else None,
+            "heartbeat_at": to_iso(lease["renewed_at"]) if lease else None,
+            "persistence_ok": not self.writer.failing,
+            "persistence_error": self.writer.last_error,
+        }
+
+    def _publish_scheduler(self):
+        self.bus.publish("scheduler", "scheduler", self.scheduler_info())
+
+    # -- the lease -------------------------------------------------------------------
+
+    def keep_lease(self):
+        """Renew or try to take the lease once; tell the loop if leadership changed."""
+        now, mono = self.clock.now(), self.clock.monotonic()
+        before = self.scheduler_info()["running"]
+        if self.run_jobs and not self._stopping:
+            try:
+                if self._holding:
+                    held = self.store.renew_lease(self.owner, now, self.lease_ttl)
+                else:
+                    held = self.store.acquire_lease(self.owner, now, self.lease_ttl)
+            except StoreError as exc:
+                log.error("Cannot reach the scheduler lease: %s", exc)
+                held = None
+            if held:
+                # Stop a little before the lease ends, so no other holder ever overlaps.
+                self._lease_valid_until = mono + self.lease_ttl * 0.8
+                if not self._holding:
+                    self._holding = True
+                    self._commands.put(("lead", None))
+                    self._wake.put(None)
+            elif held is False and self._holding:
+                self._holding = False
+                self._commands.put(("follow", None))
+                self._wake.put(None)
+        try:
+            self._lease_info = self.store.lease()
+        except StoreError:
+            pass
+        if self.scheduler_info()["running"] != before:
+            self._publish_scheduler()
+
+    def _lease_valid(self):
+        return (
+            self._lease_valid_until is not None
+            and self.clock.monotonic() < self._lease_valid_until
+        )
+
+    def _keep_lease_forever(self):
+        interval = self.lease_ttl / 5
+        while not self._stopping:
+            try:
+                self.keep_lease()
+            except Exception:
+                log.exception("The lease keeper failed a round; it carries on")
+            try:
+                self._stop_wait.get(timeout=interval)
+            except Empty:
+                pass
+
+
+def _error_message(exc):
+    text = str(exc).strip()
+    name = type(exc).__name__
+    if not text:
+        return name
+    return text if len(text) <= 2000 else text[:2000] + " …[truncated]"
+
+
+def _record_start(store, owner, run, next_run, conn):
+    store.insert_run(conn, run, owner)
+    fields = {"last_started_at": run.started_at, "next_run": next_run}
+    if run.slot is not None:
+        fields["last_slot"] = run.slot
+    store.save_job_state(conn, run.job, **fields)
+
+
+def _record_finish(store, run, conn):
+    store.finish_run(conn, run)
+    store.save_job_state(
+        conn, run.job,
+        last_finished_at=run.finished_at, last_duration=run.duration,
+        last_outcome=run.outcome, last_error=run.error, last_traceback=run.traceback,
+    )
+
+
+def _record_log(store, run, conn):
+    store.update_run_log(conn, run)
+
+
+def _save_next_run(store, name, next_run, conn):
+    store.save_job_state(conn, name, next_run=next_run)
+
+
+def _run_row_to_dict(row):
+    duration = row.get("duration")
+    return {
+        "id": row["run_id"],
+        "started_at": to_iso(row["started_at"]),
+        "finished_at": to_iso(row["finished_at"]),
+        "duration_ms": None if duration is None else round(duration * 1000, 3),
+        "outcome": row["outcome"],
+        "trigger": row["trigger"],
+        "user": row["user"],
+        "error": row["error"],
+        "traceback": row["traceback"],
+        "log": row["log"],
+        "result": row["result"],
+        "slot": to_iso(row["slot"]),
+    }

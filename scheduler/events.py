@@ -1,0 +1,133 @@
+"""Versioned change events for the live page.
+
+Every change gets the next version number.  A subscriber starts from a snapshot
+taken at a version and then receives changes after it.  Its queue keeps only
+the latest state per key (a job name, or the scheduler), so memory is bounded
+by the number of jobs; one that lets too many changes pile up is told to
+resync (fetch a fresh snapshot) instead.  ``publish`` may be called from any
+thread; waiting subscribers are woken through ``native.Signal``.
+"""
+
+from dataclasses import dataclass
+
+from .native import Lock, Signal
+
+RESYNC = "resync"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One change: ``kind`` is "job" or "scheduler", ``data`` the new state."""
+
+    version: int
+    kind: str
+    key: str
+    data: dict
+
+
+class Subscription:
+    """Changes for one listener, after the snapshot it started from."""
+
+    def __init__(self, bus, snapshot, version, max_pending):
+        self._bus = bus
+        self.snapshot = snapshot
+        self.version = version
+        self._max_pending = max_pending
+        self._pending = {}
+        self._unread = 0
+        self._resync = False
+        self._signal = Signal()
+        self.closed = False
+
+    def _offer(self, event):
+        """Called by the bus under its lock."""
+        self._unread += 1
+        if self._unread > self._max_pending:
+            self._resync = True
+            self._pending.clear()
+            return
+        self._pending.pop((event.kind, event.key), None)
+        self._pending[(event.kind, event.key)] = event
+
+    def get(self, timeout=None):
+        """Events after the last ones returned, oldest first, waiting up to ``timeout``
+        seconds for the first; [] if none came; ``RESYNC`` if this listener fell
+        too far behind and must start over from a fresh snapshot."""
+        events = self._take()
+        if events or self.closed:
+            return events
+        self._signal.wait(timeout)
+        return self._take()
+
+    def _take(self):
+        with self._bus._lock:
+            if self._resync:
+                self._resync = False
+                self._unread = 0
+                return RESYNC
+            events = sorted(self._pending.values(), key=lambda e: e.version)
+            self._pending.clear()
+            self._unread = 0
+        if events:
+            self.version = events[-1].version
+        return events
+
+    def close(self):
+        """Stop receiving; safe to call more than once."""
+        self._bus._unsubscribe(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class EventBus:
+    """Hands out version numbers and delivers events to subscriptions."""
+
+    def __init__(self, max_pending=1000):
+        self._lock = Lock()
+        self._subscribers = set()
+        self.version = 0
+        self.max_pending = max_pending
+
+    def publish(self, kind, key, data):
+        """Record a change and wake subscribers; returns the change's version."""
+        with self._lock:
+            self.version += 1
+            event = Event(self.version, kind, key, data)
+            subscribers = list(self._subscribers)
+            for subscription in subscribers:
+                subscription._offer(event)
+        for subscription in subscribers:
+            subscription._signal.set()
+        return event.version
+
+    def subscribe(self, snapshot_fn):
+        """Subscribe from now on; ``snapshot_fn(version)`` builds the starting state
+        while no change can slip between it and the first event."""
+        with self._lock:
+            snapshot = snapshot_fn(self.version)
+            subscription = Subscription(self, snapshot, self.version, self.max_pending)
+            self._subscribers.add(subscription)
+        return subscription
+
+    def _unsubscribe(self, subscription):
+        with self._lock:
+            self._subscribers.discard(subscription)
+            subscription.closed = True
+        subscription._signal.set()
+
+    def close_all(self):
+        """End every subscription (the server is stopping)."""
+        with self._lock:
+            subscribers = list(self._subscribers)
+            self._subscribers.clear()
+        for subscription in subscribers:
+            subscription.closed = True
+            subscription._signal.set()
+
+    @property
+    def subscriber_count(self):
+        return len(self._subscribers)

@@ -1,0 +1,118 @@
+"""Real OS threads, locks and queues, even in a gevent-monkey-patched process.
+
+Under gunicorn's gevent worker ``threading`` gives greenlets, and a CPU-bound job
+on a greenlet stalls every request.  The scheduler therefore takes the original
+``_thread`` functions and the C ``SimpleQueue`` (which gevent does not replace)
+and uses them for its loop, its workers and the locks they share.  Code on the
+gevent hub may take these locks only for short, non-blocking sections.
+
+``Signal`` is the one place where a native thread has to wake a greenlet: it
+uses ``loop.run_callback_threadsafe``, the gevent-documented way to reach the hub
+from another thread.
+"""
+
+from _queue import Empty, SimpleQueue
+
+try:
+    from gevent import monkey as _monkey
+except ImportError:  # gevent is a dependency, but the engine does not need it
+    _monkey = None
+
+if _monkey is not None:
+    start_new_thread, allocate_lock, get_ident = _monkey.get_original(
+        "_thread", ("start_new_thread", "allocate_lock", "get_ident")
+    )
+else:
+    from _thread import allocate_lock, get_ident, start_new_thread
+
+__all__ = [
+    "Empty",
+    "Lock",
+    "Signal",
+    "SimpleQueue",
+    "get_ident",
+    "is_gevent_patched",
+    "start_thread",
+]
+
+Lock = allocate_lock
+
+
+def is_gevent_patched():
+    """True when gevent has monkey-patched ``threading`` in this process."""
+    return _monkey is not None and _monkey.is_module_patched("threading")
+
+
+def start_thread(target, name=None):
+    """Start ``target()`` on a new native OS thread and return the thread's ident.
+
+    The thread is named for ``ps``-like tools and for log lines when possible.
+    """
+
+    def bootstrap():
+        if name:
+            _set_native_thread_name(name)
+        target()
+
+    return start_new_thread(bootstrap, ())
+
+
+def _set_native_thread_name(name):
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.pthread_self.restype = ctypes.c_ulong
+        libc.pthread_setname_np.argtypes = [ctypes.c_ulong, ctypes.c_char_p]
+        libc.pthread_setname_np(libc.pthread_self(), name[:15].encode())
+    except (OSError, AttributeError, TypeError):
+        pass
+
+
+class Signal:
+    """A flag that any thread may set and that the creating thread waits on.
+
+    Created inside a gevent hub's thread it is a gevent ``Event`` woken through
+    the hub (so waiting greenlets do not block the hub); elsewhere it is a real
+    lock-free queue wait on the native thread.
+    """
+
+    def __init__(self):
+        self._hub = None
+        if is_gevent_patched():
+            import gevent
+            from gevent.event import Event
+
+            hub = gevent.get_hub()
+            if hub.thread_ident == get_ident():
+                self._hub = hub
+                self._event = Event()
+                return
+        self._queue = SimpleQueue()
+
+    def set(self):
+        """Wake the waiter; safe from any thread."""
+        if self._hub is not None:
+            if get_ident() == self._hub.thread_ident:
+                self._event.set()
+            else:
+                self._hub.loop.run_callback_threadsafe(self._event.set)
+            return
+        self._queue.put(None)
+
+    def wait(self, timeout=None):
+        """Wait until set or ``timeout`` seconds pass; return True if set.  Clears the flag."""
+        if self._hub is not None:
+            fired = self._event.wait(timeout)
+            self._event.clear()
+            return bool(fired)
+        try:
+            self._queue.get(timeout=timeout)
+        except Empty:
+            return False
+        while True:  # coalesce every set() that came before this wake
+            try:
+                self._queue.get_nowait()
+            except Empty:
+                return True

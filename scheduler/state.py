@@ -1,0 +1,142 @@
+"""The state of each job and of each run, and the one rule that gives a job's status."""
+
+import uuid
+from dataclasses import dataclass, field
+
+from .clock import to_iso
+from .context import RunLog
+from .intervals import format_interval
+from .registry import JobDefinition
+
+IDLE, RUNNING, PAUSED, ERROR = "idle", "running", "paused", "error"
+OK, FAILED, TIMED_OUT, INTERRUPTED, IN_PROGRESS = "ok", "error", "timed out", "interrupted", "running"
+SCHEDULED, MANUAL = "scheduled", "manual"
+FAILURE_OUTCOMES = frozenset({FAILED, TIMED_OUT, INTERRUPTED})
+MAX_RESULT_LENGTH = 500
+
+
+@dataclass
+class Run:
+    """One execution of a job, from start to outcome."""
+
+    job: str
+    trigger: str
+    started_at: float
+    log: RunLog
+    user: str | None = None
+    slot: float | None = None
+    deadline: float | None = None  # monotonic time after which the run is stuck
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    finished_at: float | None = None
+    outcome: str = IN_PROGRESS
+    error: str | None = None
+    traceback: str | None = None
+    result: str | None = None
+    progress: tuple | None = None  # (fraction, message)
+    cancelled: bool = False
+    superseded: bool = False  # a newer run replaced this stuck one
+
+    @property
+    def duration(self):
+        if self.finished_at is None:
+            return None
+        return max(0.0, self.finished_at - self.started_at)
+
+    def to_dict(self):
+        duration = self.duration
+        return {
+            "id": self.id,
+            "started_at": to_iso(self.started_at),
+            "finished_at": to_iso(self.finished_at),
+            "duration_ms": None if duration is None else round(duration * 1000, 3),
+            "outcome": self.outcome,
+            "trigger": self.trigger,
+            "user": self.user,
+            "error": self.error,
+            "traceback": self.traceback,
+            "log": self.log.lines(),
+            "result": self.result,
+        }
+
+
+@dataclass
+class JobState:
+    """Everything the page shows about one job, kept by the engine."""
+
+    definition: JobDefinition
+    interval: int
+    paused: bool = False
+    run_count: int = 0
+    last_started_at: float | None = None
+    last_finished_at: float | None = None
+    last_duration: float | None = None
+    last_outcome: str | None = None
+    last_error: str | None = None
+    last_traceback: str | None = None
+    last_slot: float | None = None
+    next_run: float | None = None
+    current: Run | None = None
+    stuck: bool = False
+
+    @property
+    def name(self):
+        return self.definition.name
+
+    @property
+    def status(self):
+        """running if a run is executing; else paused if paused; else error if the
+        most recent run failed; else idle."""
+        if self.current is not None:
+            return RUNNING
+        if self.paused:
+            return PAUSED
+        if self.last_outcome in FAILURE_OUTCOMES:
+            return ERROR
+        return IDLE
+
+    @property
+    def interval_overridden(self):
+        return self.interval != self.definition.interval
+
+    def to_dict(self):
+        """The job as the API and the event stream show it."""
+        progress = None
+        if self.current is not None and self.current.progress is not None:
+            fraction, message = self.current.progress
+            progress = {"fraction": fraction, "message": message}
+        return {
+            "name": self.name,
+            "category": self.definition.category,
+            "description": self.definition.description,
+            "status": self.status,
+            "interval": format_interval(self.interval),
+            "interval_seconds": self.interval,
+            "default_interval": self.definition.interval_text,
+            "interval_overridden": self.interval_overridden,
+            "paused": self.paused,
+            "run_count": self.run_count,
+            "last_run": to_iso(self.last_started_at),
+            "last_finished": to_iso(self.last_finished_at),
+            "next_run": None if self.paused else to_iso(self.next_run),
+            "last_outcome": self.last_outcome,
+            "last_error": self.last_error,
+            "last_duration_ms": (
+                None if self.last_duration is None else round(self.last_duration * 1000, 3)
+            ),
+            "progress": progress,
+            "stuck": self.stuck,
+            "timeout_seconds": self.definition.timeout,
+        }
+
+
+def describe_result(value):
+    """A short, truthful text for whatever a job function returned (None gives None)."""
+    if value is None:
+        return None
+    try:
+        text = value if isinstance(value, str) else repr(value)
+    except Exception as exc:  # a __repr__ that raises is still recorded
+        text = f"<unprintable {type(value).__name__}: {exc}>"
+    if len(text) > MAX_RESULT_LENGTH:
+        text = text[:MAX_RESULT_LENGTH] + " …[truncated]"
+    return text

@@ -1,0 +1,515 @@
+"""The scheduler's SQLite database: overrides, last runs, history, audit and the lease.
+
+One file in WAL mode, opened by every process of the app.  Controls write
+synchronously (an acknowledged change is on disk); run records go through
+``RunWriter`` on its own thread so that nothing sits between a due time and a
+job's start.  The schema carries a version (``PRAGMA user_version``) and is
+upgraded in place by the scripts in ``MIGRATIONS``.
+"""
+
+import json
+import logging
+import os
+import sqlite3
+
+from .errors import StoreError
+from .native import Empty, Lock, SimpleQueue, get_ident, start_thread
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME = "scheduler"
+BUSY_TIMEOUT_MS = 5000
+
+MIGRATIONS = [
+    # 1: first schema
+    """
+    CREATE TABLE job_settings (
+        job TEXT PRIMARY KEY,
+        interval_seconds INTEGER,
+        paused INTEGER NOT NULL DEFAULT 0,
+        updated_at REAL,
+        updated_by TEXT
+    );
+    CREATE TABLE job_state (
+        job TEXT PRIMARY KEY,
+        last_started_at REAL,
+        last_finished_at REAL,
+        last_duration REAL,
+        last_outcome TEXT,
+        last_error TEXT,
+        last_traceback TEXT,
+        last_slot REAL,
+        next_run REAL
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL UNIQUE,
+        job TEXT NOT NULL,
+        slot REAL,
+        trigger TEXT NOT NULL,
+        user TEXT,
+        owner TEXT,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        duration REAL,
+        outcome TEXT NOT NULL,
+        error TEXT,
+        traceback TEXT,
+        log TEXT,
+        result TEXT
+    );
+    CREATE UNIQUE INDEX runs_job_slot ON runs (job, slot) WHERE slot IS NOT NULL;
+    CREATE INDEX runs_job_started ON runs (job, started_at DESC);
+    CREATE INDEX runs_outcome ON runs (outcome);
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        user TEXT,
+        job TEXT NOT NULL,
+        action TEXT NOT NULL,
+        old_value TEXT,
+        new_value TEXT
+    );
+    CREATE INDEX audit_at ON audit (at DESC);
+    CREATE TABLE lease (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        acquired_at REAL NOT NULL,
+        renewed_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class Store:
+    """Access to the scheduler's database file; safe to share between threads."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self._connections = {}
+        self._lock = Lock()
+        self._closed = False
+
+    # -- connections and schema ------------------------------------------------
+
+    def _connection(self):
+        """One connection per native thread (greenlets of one hub share theirs:
+        a statement never yields, so they cannot interleave inside one)."""
+        ident = get_ident()
+        conn = self._connections.get(ident)
+        if conn is None:
+            if self._closed:
+                raise StoreError(f"The database {self.path} is closed.")
+            try:
+                conn = sqlite3.connect(
+                    self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                    check_same_thread=False,
+                )
+                conn.row_factory = sqlite3.Row
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                # NORMAL keeps every commit across a killed process; only power loss
+                # can take the last ones back.
+                conn.execute("PRAGMA synchronous = NORMAL")
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"Cannot open the database {self.path}: {exc}") from exc
+            with self._lock:
+                self._connections[ident] = conn
+        return conn
+
+    def _write(self, fn):
+        """Run ``fn(conn)`` in one IMMEDIATE transaction and return its result."""
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+        except sqlite3.Error as exc:
+            raise StoreError(f"Cannot write to the database {self.path}: {exc}") from exc
+
+    def _read(self, sql, params=()):
+        try:
+            return self._connection().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"Cannot read the database {self.path}: {exc}") from exc
+
+    def migrate(self):
+        """Create or upgrade the schema; refuse a file that is not a usable database."""
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+
+        def upgrade(conn):
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"The database {self.path} has schema version {version}, newer than "
+                    f"this program's {SCHEMA_VERSION}; upgrade the program."
+                )
+            for number in range(version, SCHEMA_VERSION):
+                for statement in _statements(MIGRATIONS[number]):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number + 1}")
+            return version
+
+        try:
+            integrity = self._connection().execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"The database {self.path} is not a usable SQLite file ({exc}); "
+                "restore it from a backup or move it away to start afresh."
+            ) from exc
+        if integrity != "ok":
+            raise StoreError(
+                f"The database {self.path} is damaged ({integrity}); "
+                "restore it from a backup or move it away to start afresh."
+            )
+        return self._write(upgrade)
+
+    def schema_version(self):
+        return self._read("PRAGMA user_version")[0][0]
+
+    def close(self):
+        """Close every connection this store opened."""
+        with self._lock:
+            self._closed = True
+            connections, self._connections = list(self._connections.values()), {}
+        for conn in connections:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+
+    # -- overrides and audit ------------------------------------------------------
+
+    def load_settings(self):
+        """{job: {"interval": seconds or None, "paused": bool}} for every overridden job."""
+        rows = self._read("SELECT job, interval_seconds, paused FROM job_settings")
+        return {r["job"]: {"interval": r["interval_seconds"], "paused": bool(r["paused"])} for r in rows}
+
+    def save_setting(
+        self, job, *, interval, paused, next_run, at, user, action, old_value, new_value
+    ):
+        """Persist a job's overrides, its next slot and the control's audit line, atomically."""
+
+        def write(conn):
+            conn.execute(
+                "INSERT INTO job_settings (job, interval_seconds, paused, updated_at, updated_by)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (job) DO UPDATE SET"
+                " interval_seconds = excluded.interval_seconds, paused = excluded.paused,"
+                " updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+                (job, interval, int(paused), at, user),
+            )
+            self.save_job_state(conn, job, next_run=next_run)
+            self.add_audit(conn, at, user, job, action, old_value, new_value)
+
+        self._write(write)
+
+    def record_audit(self, *, at, user, job, action, old_value=None, new_value=None):
+        """Add one line to the audit trail."""
+        self._write(lambda conn: self.add_audit(conn, at, user, job, action, old_value, new_value))
+
+    def audit_trail(self, job=None, limit=100):
+        """The newest audit lines first, for one job or all."""
+        if job is None:
+            rows = self._read("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = self._read(
+                "SELECT * FROM audit WHERE job = ? ORDER BY id DESC LIMIT ?", (job, limit)
+            )
+        return [dict(r) for r in rows]
+
+    # -- job state and runs ---------------------------------------------------------
+
+    def load_job_states(self):
+        """{job: row dict} of the last run and next slot of every job seen before."""
+        return {r["job"]: dict(r) for r in self._read("SELECT * FROM job_state")}
+
+    def save_job_state(self, conn, job, **fields):
+        """Upsert some columns of a job's state row (inside a writer transaction)."""
+        columns = ", ".join(fields)
+        marks = ", ".join("?" for _ in fields)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in fields)
+        conn.execute(
+            f"INSERT INTO job_state (job, {columns}) VALUES (?, {marks})"
+            f" ON CONFLICT (job) DO UPDATE SET {updates}",
+            (job, *fields.values()),
+        )
+
+    def insert_run(self, conn, run, owner):
+        conn.execute(
+            "INSERT INTO runs (run_id, job, slot, trigger, user, owner, started_at, outcome)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (run.id, run.job, run.slot, run.trigger, run.user, owner, run.started_at, run.outcome),
+        )
+
+    def finish_run(self, conn, run):
+        conn.execute(
+            "UPDATE runs SET finished_at = ?, duration = ?, outcome = ?, error = ?,"
+            " traceback = ?, log = ?, result = ? WHERE run_id = ?",
+            (
+                run.finished_at, run.duration, run.outcome, run.error, run.traceback,
+                json.dumps(run.log.lines()), run.result, run.id,
+            ),
+        )
+
+    def update_run_log(self, conn, run):
+        """Keep the lines a replaced run logged after it was recorded."""
+        conn.execute(
+            "UPDATE runs SET log = ? WHERE run_id = ?", (json.dumps(run.log.lines()), run.id)
+        )
+
+    def add_audit(self, conn, at, user, job, action, old_value, new_value):
+        """Add one audit line (inside a write transaction)."""
+        conn.execute(
+            "INSERT INTO audit (at, user, job, action, old_value, new_value)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (at, user, job, action, _text(old_value), _text(new_value)),
+        )
+
+    def mark_interrupted_runs(self, at):
+        """Record every run still marked running as interrupted (its process died)."""
+
+        def write(conn):
+            rows = conn.execute("SELECT run_id, job FROM runs WHERE outcome = 'running'").fetchall()
+            conn.execute(
+                "UPDATE runs SET outcome = 'interrupted', finished_at = ?,"
+                " duration = ? - started_at,"
+                " error = 'Interrupted: the server stopped during this run.'"
+                " WHERE outcome = 'running'",
+                (at, at),
+            )
+            for row in rows:
+                self.save_job_state(
+                    conn, row["job"], last_outcome="interrupted",
+                    last_error="Interrupted: the server stopped during this run.",
+                    last_traceback=None,
+                )
+            return [row["job"] for row in rows]
+
+        return self._write(write)
+
+    def runs(self, job, limit=20):
+        """The most recent runs of a job, newest first, as dicts."""
+        rows = self._read(
+            "SELECT * FROM runs WHERE job = ? ORDER BY started_at DESC, id DESC LIMIT ?",
+            (job, limit),
+        )
+        result = []
+        for row in rows:
+            item = dict(row)
+            item["log"] = json.loads(item["log"]) if item["log"] else []
+            result.append(item)
+        return result
+
+    def count_runs(self, job=None):
+        if job is None:
+            return self._read("SELECT count(*) FROM runs")[0][0]
+        return self._read("SELECT count(*) FROM runs WHERE job = ?", (job,))[0][0]
+
+    def prune_history(self, older_than_seconds, now=None):
+        """Delete finished runs and audit lines older than the retention; return how many runs."""
+        import time
+
+        cutoff = (time.time() if now is None else now) - older_than_seconds
+
+        def write(conn):
+            deleted = conn.execute(
+                "DELETE FROM runs WHERE started_at < ? AND outcome != 'running'", (cutoff,)
+            ).rowcount
+            conn.execute("DELETE FROM audit WHERE at < ?", (cutoff,))
+            return deleted
+
+        return self._write(write)
+
+    def checkpoint(self):
+        """Fold the write-ahead log back into the database file; report the pages moved."""
+        try:
+            busy, log_pages, moved = (
+                self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"Cannot checkpoint the database {self.path}: {exc}") from exc
+        return {"busy": bool(busy), "log_pages": log_pages, "checkpointed_pages": moved}
+
+    def optimize(self):
+        """Let SQLite refresh the statistics its query planner uses."""
+        try:
+            self._connection().execute("PRAGMA optimize")
+        except sqlite3.Error as exc:
+            raise StoreError(f"Cannot optimize the database {self.path}: {exc}") from exc
+
+    # -- the scheduler lease ----------------------------------------------------------
+
+    def acquire_lease(self, holder, now, ttl):
+        """Take the lease if it is free, expired or already ours; True if we hold it."""
+
+        def write(conn):
+            row = conn.execute(
+                "SELECT holder, expires_at FROM lease WHERE name = ?", (LEASE_NAME,)
+            ).fetchone()
+            if row is not None and row["holder"] != holder and row["expires_at"] > now:
+                return False
+            acquired = now if row is None or row["holder"] != holder else None
+            conn.execute(
+                "INSERT INTO lease (name, holder, acquired_at, renewed_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+                " holder = excluded.holder, renewed_at = excluded.renewed_at,"
+                " expires_at = excluded.expires_at,"
+                " acquired_at = coalesce(?, lease.acquired_at)",
+                (LEASE_NAME, holder, now, now, now + ttl, acquired),
+            )
+            return True
+
+        return self._write(write)
+
+    def renew_lease(self, holder, now, ttl):
+        """Extend our lease; False if somebody else holds it now."""
+        return self._write(
+            lambda conn: conn.execute(
+                "UPDATE lease SET renewed_at = ?, expires_at = ? WHERE name = ? AND holder = ?",
+                (now, now + ttl, LEASE_NAME, holder),
+            ).rowcount
+            == 1
+        )
+
+    def release_lease(self, holder, now):
+        """Give the lease up so a standby can take it at once."""
+        self._write(
+            lambda conn: conn.execute(
+                "UPDATE lease SET expires_at = ? WHERE name = ? AND holder = ?",
+                (now, LEASE_NAME, holder),
+            )
+        )
+
+    def lease(self):
+        """The lease row as a dict, or None if no scheduler ever ran."""
+        rows = self._read("SELECT * FROM lease WHERE name = ?", (LEASE_NAME,))
+        return dict(rows[0]) if rows else None
+
+
+def _text(value):
+    return None if value is None else str(value)
+
+
+def _statements(script):
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+class RunWriter:
+    """Writes run records and job state on its own native thread, in batches.
+
+    The loop and the job threads hand it closures ``fn(conn)`` and never wait
+    for the disk.  A write that fails is retried; the writer keeps going.
+    """
+
+    BATCH = 200
+
+    def __init__(self, store, *, retry_delay=0.5, max_attempts=5):
+        self._store = store
+        self._queue = SimpleQueue()
+        self._retry_delay = retry_delay
+        self._max_attempts = max_attempts
+        self._started = False
+        self._lock = Lock()
+        self.failing = False
+        self.last_error = None
+
+    def start(self):
+        with self._lock:
+            if not self._started:
+                self._started = True
+                start_thread(self._run, name="jobs-writer")
+
+    def submit(self, fn):
+        """Queue ``fn(conn)`` to run in a write transaction soon."""
+        self._queue.put(fn)
+
+    def flush(self, timeout=5.0):
+        """Wait until everything submitted so far is written; True if it was."""
+        if not self._started:
+            self.write_pending()
+            return True
+        done = Lock()
+        done.acquire()
+        self._queue.put(done)
+        return done.acquire(timeout=timeout)
+
+    def stop(self, timeout=5.0):
+        """Write what is queued, then end the thread."""
+        if self._started:
+            self.flush(timeout)
+            self._queue.put(None)
+
+    def write_pending(self):
+        """Write everything queued now, on the calling thread (used when not started)."""
+        batch = self._drain(block=False)
+        self._write_batch([item for item in batch if callable(item) and not _is_lock(item)])
+        for item in batch:
+            if _is_lock(item):
+                item.release()
+
+    def _drain(self, block):
+        batch = []
+        try:
+            batch.append(self._queue.get() if block else self._queue.get_nowait())
+            while len(batch) < self.BATCH:
+                batch.append(self._queue.get_nowait())
+        except Empty:
+            pass
+        return batch
+
+    def _run(self):
+        import time
+
+        while True:
+            batch = self._drain(block=True)
+            writes = [item for item in batch if item is not None and not _is_lock(item)]
+            attempts = 0
+            while writes:
+                try:
+                    self._write_batch(writes)
+                    break
+                except Exception as exc:  # the writer must outlive any fault
+                    attempts += 1
+                    self.failing, self.last_error = True, str(exc)
+                    log.error("Cannot record job runs (attempt %d): %s", attempts, exc)
+                    if attempts >= self._max_attempts:
+                        writes = self._write_one_by_one(writes)
+                        break
+                    time.sleep(self._retry_delay * attempts)
+            for item in batch:
+                if _is_lock(item):
+                    item.release()
+            if any(item is None for item in batch):
+                return
+
+    def _write_batch(self, writes):
+        if not writes:
+            return
+
+        def apply(conn):
+            for fn in writes:
+                fn(conn)
+
+        self._store._write(apply)
+        self.failing, self.last_error = False, None
+
+    def _write_one_by_one(self, writes):
+        """After repeated failures keep what can be written and log what cannot."""
+        for fn in writes:
+            try:
+                self._store._write(fn)
+            except Exception as exc:
+                log.error("Dropped a job record that cannot be written: %s", exc)
+        return []
+
+
+def _is_lock(item):
+    return hasattr(item, "acquire") and hasattr(item, "release")

@@ -1,0 +1,85 @@
+"""When each job runs next, kept in a ``schedule.Scheduler`` that only the loop touches.
+
+``schedule`` gives the timetable: one ``schedule.Job`` per job, tagged with its
+name, holding its interval and ``next_run``.  The loop never calls
+``run_pending()``, ``Job.run()`` or ``idle_seconds``, because they read the
+wall clock themselves, run the body on the calling thread, let a raising job
+stay due, and compute the next run from when the body finished (drift).
+Instead the loop asks which jobs are due at a time it gives, dispatches them,
+and moves each to its next slot: ``slot + k * interval``, the first slot after
+now.  Missed slots are skipped, never bunched.
+"""
+
+import math
+
+import schedule
+
+from .clock import to_datetime
+
+
+class Timetable:
+    """The next slot of every scheduled (not paused) job."""
+
+    def __init__(self):
+        self._scheduler = schedule.Scheduler()
+        self._jobs = {}
+
+    def put(self, name, interval, next_run):
+        """Schedule ``name`` every ``interval`` seconds with its next slot at ``next_run``."""
+        self.remove(name)
+        # .do() computes a next_run from the wall clock; it is replaced at once.
+        job = self._scheduler.every(interval).seconds.do(_never_called, name).tag(name)
+        job.next_run = to_datetime(next_run)
+        job.slot = next_run  # exact epoch seconds; datetimes round to microseconds
+        self._jobs[name] = job
+
+    def remove(self, name):
+        """Take ``name`` off the timetable (paused, or no longer the leader)."""
+        job = self._jobs.pop(name, None)
+        if job is not None:
+            self._scheduler.cancel_job(job)
+
+    def clear(self):
+        self._scheduler.clear()
+        self._jobs.clear()
+
+    def next_run(self, name):
+        job = self._jobs.get(name)
+        return None if job is None else job.slot
+
+    def due(self, now):
+        """Names of the jobs whose slot is at or before ``now``, earliest first."""
+        due = [job for job in self._scheduler.jobs if job.slot <= now]
+        due.sort(key=lambda job: job.slot)
+        return [next(iter(job.tags)) for job in due]
+
+    def next_due(self):
+        """The earliest slot of all, or None with nothing scheduled."""
+        job = min(self._scheduler.jobs, key=lambda job: job.slot, default=None)
+        return None if job is None else job.slot
+
+    def advance(self, name, now):
+        """Move ``name`` to its first slot after ``now``; return that slot."""
+        job = self._jobs[name]
+        slot = next_slot(job.slot, job.interval, now)
+        job.slot = slot
+        job.next_run = to_datetime(slot)
+        return slot
+
+    def __contains__(self, name):
+        return name in self._jobs
+
+    def __len__(self):
+        return len(self._jobs)
+
+
+def next_slot(slot, interval, now):
+    """The first time ``slot + k * interval`` (k >= 1) that is after ``now``."""
+    if now < slot:
+        return slot + interval
+    steps = math.floor((now - slot) / interval) + 1
+    return slot + steps * interval
+
+
+def _never_called(name):  # pragma: no cover - the loop never lets schedule run a job
+    raise AssertionError(f"schedule tried to run {name} itself")
