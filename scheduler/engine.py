@@ -108,14 +108,17 @@ class Engine:
                     state.next_run = None if state.paused else row["next_run"]
         return rows
 
-    def start(self):
+    def start(self, threads=True):
         """Load state and start the threads: the lease keeper always, the loop if
-        this process may run jobs."""
-        if self._threads_started:
+        this process may run jobs.  With ``threads=False`` nothing runs by itself:
+        tests then drive ``keep_lease()`` and ``step()`` by hand."""
+        if self._threads_started or self.started_at is not None:
             return
-        self._threads_started = True
         self.started_at = self.clock.now()
         self.load()
+        if not threads:
+            return
+        self._threads_started = True
         self.writer.start()
         start_thread(self._keep_lease_forever, name="jobs-lease")
         if self.run_jobs:
