@@ -83,6 +83,7 @@ class Engine:
         self.started_at = None
         self._stopping = False
         self._threads_started = False
+        self.fault_backoff = 1.0  # seconds the loop waits after a failed step
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -181,7 +182,7 @@ class Engine:
                 delay = self.step()
             except Exception:  # supervise: a fault in one step must not end scheduling
                 log.exception("The scheduler loop failed a step; it carries on")
-                delay = 1.0
+                delay = self.fault_backoff
             try:
                 self._wake.get(timeout=delay)
                 while True:
@@ -524,6 +525,10 @@ class Engine:
         if not self.run_jobs:
             raise NotLeaderError(
                 "This server does not run jobs (JOBS_SCHEDULER=0); use a server that does."
+            )
+        if not self.leader:
+            raise NotLeaderError(
+                "Another process runs the scheduler right now; try again in a few seconds."
             )
 
     # -- views -----------------------------------------------------------------------

@@ -62,6 +62,8 @@ def _explain_bad_text(text):
         return f"Write an interval without spaces, such as {EXAMPLES}."
     if any(c.isupper() for c in text):
         return f"Units are lowercase d, h, m, s: use {text.lower()!r} instead of {text!r}."
+    if not re.fullmatch(r"[0-9a-z]+", text):
+        return f"{text!r} is not an interval; use {EXAMPLES}."
     units = re.findall(r"[a-z]+", text)
     unknown = [u for u in units if u not in ("d", "h", "m", "s")]
     if unknown:
