@@ -80,6 +80,7 @@ class Engine:
         self._holding = False
         self._lease_valid_until = None
         self._lease_info = None
+        self._reported_running = False
         self.started_at = None
         self._stopping = False
         self._threads_started = False
@@ -247,7 +248,12 @@ class Engine:
                     continue
                 persisted = rows.get(name, {}).get("next_run")
                 if persisted is None:
-                    state.next_run = now + state.interval  # never ran: one interval from start
+                    # Never scheduled: one interval from now, and kept, so that a
+                    # restart before then does not push the first run further away.
+                    state.next_run = now + state.interval
+                    self.writer.submit(
+                        partial(_save_next_run, self.store, name, state.next_run)
+                    )
                 elif persisted <= now:
                     overdue.append((persisted, name))
                     continue
@@ -581,14 +587,15 @@ class Engine:
         }
 
     def _publish_scheduler(self):
-        self.bus.publish("scheduler", "scheduler", self.scheduler_info())
+        info = self.scheduler_info()
+        self._reported_running = info["running"]
+        self.bus.publish("scheduler", "scheduler", info)
 
     # -- the lease -------------------------------------------------------------------
 
     def keep_lease(self):
         """Renew or try to take the lease once; tell the loop if leadership changed."""
         now, mono = self.clock.now(), self.clock.monotonic()
-        before = self.scheduler_info()["running"]
         if self.run_jobs and not self._stopping:
             try:
                 if self._holding:
@@ -613,7 +620,8 @@ class Engine:
             self._lease_info = self.store.lease()
         except StoreError:
             pass
-        if self.scheduler_info()["running"] != before:
+        running = self.scheduler_info()["running"]
+        if running != self._reported_running:
             self._publish_scheduler()
 
     def _lease_valid(self):

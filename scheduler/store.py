@@ -443,8 +443,8 @@ class RunWriter:
 
     def stop(self, timeout=5.0):
         """Write what is queued, then end the thread."""
+        self.flush(timeout)
         if self._started:
-            self.flush(timeout)
             self._queue.put(None)
 
     def write_pending(self):
