@@ -81,6 +81,10 @@ class Engine:
         self._lease_valid_until = None
         self._lease_info = None
         self._reported_running = False
+        self.sync_interval = 0.2  # seconds between looks at other processes' changes
+        self._sync_wait = SimpleQueue()
+        self._data_version = None
+        self._synced_seq = None
         self.started_at = None
         self._stopping = False
         self._threads_started = False
@@ -123,6 +127,7 @@ class Engine:
         self._threads_started = True
         self.writer.start()
         start_thread(self._keep_lease_forever, name="jobs-lease")
+        start_thread(self._sync_forever, name="jobs-sync")
         if self.run_jobs:
             start_thread(self._loop_forever, name="jobs-loop")
 
@@ -132,6 +137,7 @@ class Engine:
         self._stopping = True
         self._wake.put(None)
         self._stop_wait.put(None)
+        self._sync_wait.put(None)
         if not self.wait_idle(grace):
             self._interrupt_running()
         if self._holding:
@@ -150,7 +156,10 @@ class Engine:
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:
-                busy = any(s.current is not None for s in self._states.values())
+                busy = any(
+                    s.current is not None and not s.current.mirrored
+                    for s in self._states.values()
+                )
             if not busy:
                 return True
             if time.monotonic() >= deadline:
@@ -163,7 +172,7 @@ class Engine:
         with self._lock:
             for state in self._states.values():
                 run = state.current
-                if run is None:
+                if run is None or run.mirrored:
                     continue
                 run.cancelled = True
                 run.superseded = True
@@ -171,9 +180,8 @@ class Engine:
                     state, run, st.INTERRUPTED, now,
                     error="Interrupted: the server stopped during this run.",
                 )
-                events.append(state.to_dict())
-        for data in events:
-            self.bus.publish("job", data["name"], data)
+                events.append(self._capture(state))
+        self._emit(events)
 
     # -- the loop ----------------------------------------------------------------
 
@@ -243,6 +251,8 @@ class Engine:
         with self._lock:
             self._timetable.clear()
             for name, state in self._states.items():
+                if state.current is not None and state.current.mirrored:
+                    state.current, state.stuck = None, False  # that process is gone
                 if state.paused:
                     state.next_run = None
                     continue
@@ -266,10 +276,9 @@ class Engine:
                 state = self._states[name]
                 state.next_run = now + self.stagger * (index + 1)
                 self._timetable.put(name, state.interval, state.next_run)
-            snapshot = [s.to_dict() for s in self._states.values()]
+            snapshot = [self._capture(s) for s in self._states.values()]
         self.leader = True
-        for data in snapshot:
-            self.bus.publish("job", data["name"], data)
+        self._emit(snapshot)
         self._publish_scheduler()
         log.info("This process now runs the scheduler (%s)", self.owner)
 
@@ -295,16 +304,15 @@ class Engine:
                 self.executor.submit(partial(self._execute, run))
                 started.append((state, run))
             # Publishing and recording come after every due job has been handed over.
-            events = [state.to_dict() for state, _ in started]
-            events += [state.to_dict() for state in skipped]
+            events = [self._capture(state) for state, _ in started]
+            events += [self._capture(state) for state in skipped]
             records = [(run, state.next_run) for state, run in started]
         for state in skipped:
             log.info("Skipped a slot of %s: its previous run is still going", state.name)
             self.writer.submit(partial(_save_next_run, self.store, state.name, state.next_run))
         for run, next_run in records:
             self.writer.submit(partial(_record_start, self.store, self.owner, run, next_run))
-        for data in events:
-            self.bus.publish("job", data["name"], data)
+        self._emit(events)
 
     def _flag_stuck_runs(self):
         """Mark runs past their timeout as stuck and ask them to stop; return the
@@ -324,11 +332,10 @@ class Engine:
                         "Still running after its timeout of %s; asked to stop",
                         format_interval(int(state.definition.timeout)),
                     )
-                    events.append(state.to_dict())
+                    events.append(self._capture(state))
                 elif next_deadline is None or run.deadline < next_deadline:
                     next_deadline = run.deadline
-        for data in events:
-            self.bus.publish("job", data["name"], data)
+        self._emit(events)
         return next_deadline
 
     # -- runs ----------------------------------------------------------------------
@@ -403,8 +410,8 @@ class Engine:
             run.result = result
             run.traceback = trace
             self._close_run_locked(state, run, outcome, now, error=error)
-            data = state.to_dict()
-        self.bus.publish("job", data["name"], data)
+            event = self._capture(state)
+        self._emit([event])
 
     def _close_run_locked(self, state, run, outcome, now, *, error=None):
         run.outcome = outcome
@@ -426,16 +433,20 @@ class Engine:
             if state.current is not run:
                 return
             run.progress = (fraction, message)
-            data = state.to_dict()
-        self.bus.publish("job", data["name"], data)
+            event = self._capture(state)
+        self._emit([event])
 
     # -- controls ------------------------------------------------------------------
 
     def run_now(self, name, user=None):
-        """Start a run at once (allowed while paused); JobBusyError while one runs."""
+        """Start a run at once (allowed while paused); JobBusyError while one runs.
+
+        In a process that does not hold the scheduler the request is queued in the
+        database for the one that does, which starts it within ``sync_interval``."""
         state = self._state(name)
-        self._require_scheduler()
         now = self.clock.now()
+        if not self.leader:
+            return self._forward_run_now(state, user, now)
         with self._lock:
             run = self._start_run_locked(state, st.MANUAL, user, None, now)
             if run is None:
@@ -444,14 +455,14 @@ class Engine:
                     "wait for it to finish."
                 )
             self.executor.submit(partial(self._execute, run))
-            data = state.to_dict()
+            event = self._capture(state)
             next_run = state.next_run
         self.writer.submit(partial(_record_start, self.store, self.owner, run, next_run))
         self.writer.submit(
             lambda conn: self.store.add_audit(conn, now, user, name, "run", None, run.id)
         )
-        self.bus.publish("job", name, data)
-        return data
+        self._emit([event])
+        return event[0]
 
     def pause(self, name, user=None):
         """Stop scheduled runs of ``name`` (a run in progress finishes)."""
@@ -499,16 +510,17 @@ class Engine:
                 action=action,
                 old_value=old_value,
                 new_value=new_value,
+                origin=self.owner,
             )
             with self._lock:
                 state.paused = new_paused
                 state.interval = new_interval
                 state.next_run = next_run
-                data = state.to_dict()
+                event = self._capture(state)
             self._commands.put(("sync", name))
             self._wake.put(None)
-        self.bus.publish("job", name, data)
-        return data
+        self._emit([event])
+        return event[0]
 
     def _next_run_after_change(self, state, interval, now, resumed):
         if not resumed and state.paused is False and state.next_run is not None:
@@ -527,15 +539,19 @@ class Engine:
             raise UnknownJobError(name)
         return state
 
-    def _require_scheduler(self):
-        if not self.run_jobs:
+    def _forward_run_now(self, state, user, now):
+        with self._lock:
+            running = state.current is not None and not self._is_stuck(state.current)
+            data = state.to_dict()
+        if running:
+            raise JobBusyError(f"{state.name} is already running; wait for it to finish.")
+        if not self.scheduler_info()["running"]:
             raise NotLeaderError(
-                "This server does not run jobs (JOBS_SCHEDULER=0); use a server that does."
+                "No scheduler is running, so the job cannot start; start a server with "
+                "JOBS_SCHEDULER=1."
             )
-        if not self.leader:
-            raise NotLeaderError(
-                "Another process runs the scheduler right now; try again in a few seconds."
-            )
+        self.store.add_command(state.name, "run", user=user, at=now, origin=self.owner)
+        return data
 
     # -- views -----------------------------------------------------------------------
 
@@ -586,6 +602,17 @@ class Engine:
             "persistence_error": self.writer.last_error,
         }
 
+    def _capture(self, state):
+        """The job's view and its raw state, taken under the lock, for ``_emit``."""
+        return state.to_dict(), st.state_to_raw(state)
+
+    def _emit(self, events):
+        """Publish job changes here and, from the scheduler, to the other processes."""
+        for data, raw in events:
+            self.bus.publish("job", data["name"], data)
+            if self.leader:
+                self.writer.submit(partial(_save_live, self.store, data["name"], raw, self.owner))
+
     def _publish_scheduler(self):
         info = self.scheduler_info()
         self._reported_running = info["running"]
@@ -623,6 +650,64 @@ class Engine:
         running = self.scheduler_info()["running"]
         if running != self._reported_running:
             self._publish_scheduler()
+
+    # -- following the other processes ----------------------------------------------
+
+    def sync(self):
+        """Take in what other processes changed: controls they saved, the live state
+        the scheduler published, and (in the scheduler) run-now requests they queued."""
+        version = self.store.data_version()
+        if version == self._data_version and self._synced_seq is not None:
+            return
+        self._data_version = version
+        newest, settings, live = self.store.changes_since(self._synced_seq or 0)
+        self._synced_seq = newest
+        events = []
+        now = self.clock.now()
+        with self._lock:
+            for row in settings:
+                state = self._states.get(row["job"])
+                if state is None or row["origin"] == self.owner:
+                    continue
+                interval = row["interval_seconds"] or state.definition.interval
+                paused = bool(row["paused"])
+                if self.leader:
+                    state.next_run = None if paused else self._next_run_after_change(
+                        state, interval, now, resumed=state.paused and not paused
+                    )
+                    self._commands.put(("sync", state.name))
+                    self.writer.submit(
+                        partial(_save_next_run, self.store, state.name, state.next_run)
+                    )
+                state.paused, state.interval = paused, interval
+                events.append(self._capture(state))
+            if not self.leader:
+                for row in live:
+                    state = self._states.get(row["job"])
+                    if state is None or row["origin"] == self.owner:
+                        continue
+                    st.apply_raw(state, row["data"])
+                    events.append(self._capture(state))
+        if events and self.leader:
+            self._wake.put(None)
+        self._emit(events)
+        if self.leader:
+            for command in self.store.take_commands():
+                try:
+                    self.run_now(command["job"], user=command["user"])
+                except (JobBusyError, UnknownJobError, NotLeaderError) as exc:
+                    log.info("Queued run of %s not started: %s", command["job"], exc)
+
+    def _sync_forever(self):
+        while not self._stopping:
+            try:
+                self.sync()
+            except Exception:
+                log.exception("Following the other processes failed a round; it carries on")
+            try:
+                self._sync_wait.get(timeout=self.sync_interval)
+            except Empty:
+                pass
 
     def _lease_valid(self):
         return (
@@ -670,6 +755,10 @@ def _record_finish(store, run, conn):
 
 def _record_log(store, run, conn):
     store.update_run_log(conn, run)
+
+
+def _save_live(store, name, raw, owner, conn):
+    store.save_live(conn, name, raw, owner)
 
 
 def _save_next_run(store, name, next_run, conn):

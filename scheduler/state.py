@@ -35,6 +35,7 @@ class Run:
     progress: tuple | None = None  # (fraction, message)
     cancelled: bool = False
     superseded: bool = False  # a newer run replaced this stuck one
+    mirrored: bool = False  # a run executing in another process, seen through the database
 
     @property
     def duration(self):
@@ -127,6 +128,39 @@ class JobState:
             "stuck": self.stuck,
             "timeout_seconds": self.definition.timeout,
         }
+
+
+RAW_FIELDS = (
+    "interval", "paused", "run_count", "last_started_at", "last_finished_at", "last_duration",
+    "last_outcome", "last_error", "last_slot", "next_run", "stuck",
+)
+
+
+def state_to_raw(state):
+    """The fields another process needs to show ``state`` exactly as this one does."""
+    raw = {name: getattr(state, name) for name in RAW_FIELDS}
+    run = state.current
+    raw["current"] = None if run is None else {
+        "id": run.id, "trigger": run.trigger, "user": run.user, "started_at": run.started_at,
+        "slot": run.slot, "progress": run.progress,
+    }
+    return raw
+
+
+def apply_raw(state, raw):
+    """Make ``state`` show what ``state_to_raw`` captured in another process."""
+    for name in RAW_FIELDS:
+        setattr(state, name, raw[name])
+    current = raw["current"]
+    if current is None:
+        state.current = None
+    else:
+        state.current = Run(
+            job=state.name, trigger=current["trigger"], started_at=current["started_at"],
+            log=None, user=current["user"], slot=current["slot"], id=current["id"],
+            progress=tuple(current["progress"]) if current["progress"] else None,
+            mirrored=True,
+        )
 
 
 def describe_result(value):

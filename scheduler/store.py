@@ -79,6 +79,29 @@ MIGRATIONS = [
         expires_at REAL NOT NULL
     );
     """,
+    # 2: let every process of the app see the scheduler's live state and send it controls
+    """
+    ALTER TABLE job_settings ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE job_settings ADD COLUMN origin TEXT;
+    CREATE INDEX job_settings_seq ON job_settings (seq);
+    CREATE TABLE job_live (
+        job TEXT PRIMARY KEY,
+        data TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        seq INTEGER NOT NULL
+    );
+    CREATE INDEX job_live_seq ON job_live (seq);
+    CREATE TABLE commands (
+        id INTEGER PRIMARY KEY,
+        job TEXT NOT NULL,
+        action TEXT NOT NULL,
+        user TEXT,
+        at REAL NOT NULL,
+        origin TEXT
+    );
+    CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    INSERT INTO counters (name, value) VALUES ('changes', 0);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -194,17 +217,20 @@ class Store:
         return {r["job"]: {"interval": r["interval_seconds"], "paused": bool(r["paused"])} for r in rows}
 
     def save_setting(
-        self, job, *, interval, paused, next_run, at, user, action, old_value, new_value
+        self, job, *, interval, paused, next_run, at, user, action, old_value, new_value,
+        origin=None,
     ):
         """Persist a job's overrides, its next slot and the control's audit line, atomically."""
 
         def write(conn):
             conn.execute(
-                "INSERT INTO job_settings (job, interval_seconds, paused, updated_at, updated_by)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (job) DO UPDATE SET"
+                "INSERT INTO job_settings"
+                " (job, interval_seconds, paused, updated_at, updated_by, seq, origin)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job) DO UPDATE SET"
                 " interval_seconds = excluded.interval_seconds, paused = excluded.paused,"
-                " updated_at = excluded.updated_at, updated_by = excluded.updated_by",
-                (job, interval, int(paused), at, user),
+                " updated_at = excluded.updated_at, updated_by = excluded.updated_by,"
+                " seq = excluded.seq, origin = excluded.origin",
+                (job, interval, int(paused), at, user, _next_seq(conn), origin),
             )
             self.save_job_state(conn, job, next_run=next_run)
             self.add_audit(conn, at, user, job, action, old_value, new_value)
@@ -345,6 +371,66 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"Cannot optimize the database {self.path}: {exc}") from exc
 
+    # -- what other processes of the app need to see --------------------------------
+
+    def save_live(self, conn, job, data, origin):
+        """Publish a job's current state (JSON-able) for the other processes."""
+        conn.execute(
+            "INSERT INTO job_live (job, data, origin, seq) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (job) DO UPDATE SET data = excluded.data, origin = excluded.origin,"
+            " seq = excluded.seq",
+            (job, json.dumps(data), origin, _next_seq(conn)),
+        )
+
+    def data_version(self):
+        """A number that changes whenever another connection commits to the file."""
+        return self._read("PRAGMA data_version")[0][0]
+
+    def changes_since(self, seq):
+        """(newest seq, settings rows, live rows) changed after ``seq``."""
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN")
+            try:
+                newest = conn.execute(
+                    "SELECT value FROM counters WHERE name = 'changes'"
+                ).fetchone()[0]
+                settings = conn.execute(
+                    "SELECT job, interval_seconds, paused, origin, seq FROM job_settings"
+                    " WHERE seq > ? ORDER BY seq", (seq,)
+                ).fetchall()
+                live = conn.execute(
+                    "SELECT job, data, origin, seq FROM job_live WHERE seq > ? ORDER BY seq",
+                    (seq,),
+                ).fetchall()
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"Cannot read the database {self.path}: {exc}") from exc
+        settings = [dict(r) for r in settings]
+        live = [dict(r, data=json.loads(r["data"])) for r in live]
+        return newest, settings, live
+
+    def add_command(self, job, action, *, user, at, origin):
+        """Queue a control for whichever process runs the scheduler."""
+        self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO commands (job, action, user, at, origin) VALUES (?, ?, ?, ?, ?)",
+                (job, action, user, at, origin),
+            )
+        )
+
+    def take_commands(self):
+        """Remove and return every queued control, oldest first."""
+
+        def write(conn):
+            rows = conn.execute("SELECT * FROM commands ORDER BY id").fetchall()
+            if rows:
+                conn.execute("DELETE FROM commands WHERE id <= ?", (rows[-1]["id"],))
+            return [dict(r) for r in rows]
+
+        return self._write(write)
+
     # -- the scheduler lease ----------------------------------------------------------
 
     def acquire_lease(self, holder, now, ttl):
@@ -392,6 +478,12 @@ class Store:
         """The lease row as a dict, or None if no scheduler ever ran."""
         rows = self._read("SELECT * FROM lease WHERE name = ?", (LEASE_NAME,))
         return dict(rows[0]) if rows else None
+
+
+def _next_seq(conn):
+    """The next number of the change counter that other processes follow."""
+    conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'changes'")
+    return conn.execute("SELECT value FROM counters WHERE name = 'changes'").fetchone()[0]
 
 
 def _text(value):

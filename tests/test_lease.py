@@ -37,8 +37,6 @@ def test_only_one_of_several_engines_runs_jobs(store, clock, registry, ticks):
         settle(engines[0])
     assert len(ticks) == len(set(ticks)) == 5
     assert all(e.scheduler_info()["running"] for e in engines)
-    with pytest.raises(NotLeaderError, match="Another process"):
-        engines[1].run_now("tick")
     for e in engines:
         e.stop(grace=1)
 
@@ -90,7 +88,7 @@ def test_a_web_only_engine_reports_whether_any_scheduler_is_alive(store, clock, 
     web = engine_on(store, clock, registry, "web", run_jobs=False)
     web.keep_lease()
     assert web.scheduler_info()["running"] is False
-    with pytest.raises(NotLeaderError, match="JOBS_SCHEDULER=0"):
+    with pytest.raises(NotLeaderError, match="No scheduler is running"):
         web.run_now("tick")
 
     worker = engine_on(store, clock, registry, "worker")

@@ -1,0 +1,101 @@
+"""Several processes share one database: each shows the scheduler's state and may
+take controls, which reach the scheduler (engines in one test process, each with
+its own owner id, standing for separate processes; see test_lease_processes.py
+for real ones)."""
+
+import pytest
+from conftest import settle
+
+from scheduler import Engine, JobBusyError
+
+
+def engine_on(store, clock, registry, owner, **options):
+    engine = Engine(registry, store, clock=clock, lease_ttl=400 * 86400.0, owner=owner, **options)
+    engine.start(threads=False)
+    return engine
+
+
+@pytest.fixture
+def pair(store, clock, registry):
+    """(scheduler, follower) with one 1-minute job named ``zones``."""
+    registry.add(lambda ctx: ctx.log.info("checked"), name="zones", category="dns",
+                 interval="1m", description="Zones.")
+    leader, follower = engine_on(store, clock, registry, "A"), engine_on(store, clock, registry,
+                                                                        "B")
+    for engine in (leader, follower):
+        engine.keep_lease()
+        engine.step()
+    assert leader.leader and not follower.leader
+    yield leader, follower
+    for engine in (leader, follower):
+        engine.stop(grace=1)
+
+
+def sync_all(*engines):
+    for engine in engines:
+        engine.writer.flush()
+    for engine in engines:
+        engine.sync()
+        engine.step()
+
+
+def test_a_pause_through_a_follower_reaches_the_scheduler_and_its_streams(pair, clock):
+    leader, follower = pair
+    with leader.subscribe() as subscription:
+        job = follower.pause("zones", user="alice")
+        assert job["status"] == "paused"
+        sync_all(leader)
+        events = subscription.get(timeout=1)
+    assert [(e.key, e.data["status"]) for e in events] == [("zones", "paused")]
+    assert "zones" not in leader._timetable
+    clock.advance(600)
+    leader.step()
+    settle(leader)
+    assert leader.job("zones")["run_count"] == 0
+
+
+def test_an_interval_set_through_a_follower_moves_the_scheduled_slot(pair, clock):
+    leader, follower = pair
+    follower.set_interval("zones", "5m")
+    sync_all(leader)
+    assert leader.job("zones")["interval"] == "5m"
+    assert leader._timetable.next_run("zones") == leader.started_at + 300
+
+
+def test_run_now_through_a_follower_is_started_by_the_scheduler(pair, clock):
+    leader, follower = pair
+    follower.run_now("zones", user="bob")
+    sync_all(leader)
+    settle(leader)
+    run = leader.runs("zones")[0]
+    assert (run["trigger"], run["user"], run["outcome"]) == ("manual", "bob", "ok")
+
+
+def test_followers_show_the_schedulers_live_state(pair, clock):
+    leader, follower = pair
+    leader.run_now("zones")
+    settle(leader)
+    sync_all(leader, follower)
+    assert follower.job("zones") == leader.job("zones")
+    assert follower.job("zones")["run_count"] == 1
+
+
+def test_a_follower_refuses_run_now_while_the_scheduler_runs_the_job(store, clock, registry):
+    import threading
+
+    release = threading.Event()
+    registry.add(lambda ctx: release.wait(5), name="slow", category="dns", interval="1h",
+                 description="Slow.")
+    leader, follower = engine_on(store, clock, registry, "A"), engine_on(store, clock, registry,
+                                                                        "B")
+    for engine in (leader, follower):
+        engine.keep_lease()
+        engine.step()
+    leader.run_now("slow")
+    sync_all(leader, follower)
+    assert follower.job("slow")["status"] == "running"
+    with pytest.raises(JobBusyError):
+        follower.run_now("slow")
+    release.set()
+    for engine in (leader, follower):
+        engine.stop(grace=2)
