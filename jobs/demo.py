@@ -1,0 +1,38 @@
+"""Demonstration jobs, registered only when ``JOBS_DEMO`` is on: one quick, one slow that
+reports progress, and one that always fails, to show each state on the jobs page."""
+
+import time
+
+STEPS = 50
+STEP_SECONDS = 0.1
+
+
+def register(registry):
+    """Add the demo jobs to ``registry``."""
+    registry.add(demo_tick, name="demo_tick", category="demo", interval="5s")
+    registry.add(demo_slow, name="demo_slow", category="demo", interval="1h", timeout="1m")
+    registry.add(demo_fail, name="demo_fail", category="demo", interval="1h")
+
+
+def demo_tick(ctx):
+    """Return at once: a job that is always idle and ok."""
+    ctx.log.info("tick (%s)", ctx.trigger)
+    return "tick"
+
+
+def demo_slow(ctx):
+    """Take about five seconds, reporting progress, to show a running job."""
+    for step in range(STEPS):
+        if ctx.cancelled:
+            ctx.log.warning("cancelled after %d of %d steps", step, STEPS)
+            return f"cancelled after {step} of {STEPS} steps"
+        # Waiting is this job's whole purpose; short steps keep it quick to cancel.
+        time.sleep(STEP_SECONDS)
+        ctx.progress((step + 1) / STEPS, f"step {step + 1} of {STEPS}")
+    return f"finished {STEPS} steps"
+
+
+def demo_fail(ctx):
+    """Always fail, to show how an error is reported."""
+    ctx.log.info("about to fail on purpose")
+    raise RuntimeError("demo failure")
