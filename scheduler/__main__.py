@@ -13,7 +13,9 @@ from .store import Store
 
 def main():
     """Start the engine on ``$JOBS_INSTANCE_PATH/jobs.db`` and run until SIGINT/SIGTERM."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     instance = os.environ.get("JOBS_INSTANCE_PATH", "instance")
     demo = os.environ.get("JOBS_DEMO", "0").strip().lower()
     if demo not in ("0", "1", "true", "false", ""):

@@ -157,8 +157,7 @@ class Engine:
         while True:
             with self._lock:
                 busy = any(
-                    s.current is not None and not s.current.mirrored
-                    for s in self._states.values()
+                    s.current is not None and not s.current.mirrored for s in self._states.values()
                 )
             if not busy:
                 return True
@@ -177,7 +176,10 @@ class Engine:
                 run.cancelled = True
                 run.superseded = True
                 self._close_run_locked(
-                    state, run, st.INTERRUPTED, now,
+                    state,
+                    run,
+                    st.INTERRUPTED,
+                    now,
                     error="Interrupted: the server stopped during this run.",
                 )
                 events.append(self._capture(state))
@@ -261,9 +263,7 @@ class Engine:
                     # Never scheduled: one interval from now, and kept, so that a
                     # restart before then does not push the first run further away.
                     state.next_run = now + state.interval
-                    self.writer.submit(
-                        partial(_save_next_run, self.store, name, state.next_run)
-                    )
+                    self.writer.submit(partial(_save_next_run, self.store, name, state.next_run))
                 elif persisted <= now:
                     overdue.append((persisted, name))
                     continue
@@ -351,7 +351,10 @@ class Engine:
             current.superseded = True
             timeout = format_interval(int(state.definition.timeout))
             self._close_run_locked(
-                state, current, st.TIMED_OUT, now,
+                state,
+                current,
+                st.TIMED_OUT,
+                now,
                 error=f"Timed out: still running after {timeout}; replaced by a new run.",
             )
         definition = state.definition
@@ -363,8 +366,7 @@ class Engine:
             user=user,
             slot=slot,
             deadline=(
-                None if definition.timeout is None
-                else self.clock.monotonic() + definition.timeout
+                None if definition.timeout is None else self.clock.monotonic() + definition.timeout
             ),
         )
         state.current = run
@@ -491,8 +493,12 @@ class Engine:
                 old_paused, old_interval = state.paused, state.interval
                 new_paused = old_paused if paused is None else paused
                 new_interval = old_interval if interval is None else interval
-                next_run = None if new_paused else self._next_run_after_change(
-                    state, new_interval, now, resumed=old_paused and not new_paused
+                next_run = (
+                    None
+                    if new_paused
+                    else self._next_run_after_change(
+                        state, new_interval, now, resumed=old_paused and not new_paused
+                    )
                 )
             if action in ("pause", "resume"):
                 old_value = "paused" if old_paused else "active"
@@ -523,9 +529,9 @@ class Engine:
         return event[0]
 
     def _next_run_after_change(self, state, interval, now, resumed):
-        if not resumed and state.paused is False and state.next_run is not None:
-            if interval == state.interval:
-                return state.next_run
+        unchanged = not resumed and not state.paused and interval == state.interval
+        if unchanged and state.next_run is not None:
+            return state.next_run
         base = state.last_started_at
         if base is None:
             base = self.started_at if self.started_at is not None else now
@@ -672,8 +678,12 @@ class Engine:
                 interval = row["interval_seconds"] or state.definition.interval
                 paused = bool(row["paused"])
                 if self.leader:
-                    state.next_run = None if paused else self._next_run_after_change(
-                        state, interval, now, resumed=state.paused and not paused
+                    state.next_run = (
+                        None
+                        if paused
+                        else self._next_run_after_change(
+                            state, interval, now, resumed=state.paused and not paused
+                        )
                     )
                     self._commands.put(("sync", state.name))
                     self.writer.submit(
@@ -711,8 +721,7 @@ class Engine:
 
     def _lease_valid(self):
         return (
-            self._lease_valid_until is not None
-            and self.clock.monotonic() < self._lease_valid_until
+            self._lease_valid_until is not None and self.clock.monotonic() < self._lease_valid_until
         )
 
     def _keep_lease_forever(self):
@@ -747,9 +756,13 @@ def _record_start(store, owner, run, next_run, conn):
 def _record_finish(store, run, conn):
     store.finish_run(conn, run)
     store.save_job_state(
-        conn, run.job,
-        last_finished_at=run.finished_at, last_duration=run.duration,
-        last_outcome=run.outcome, last_error=run.error, last_traceback=run.traceback,
+        conn,
+        run.job,
+        last_finished_at=run.finished_at,
+        last_duration=run.duration,
+        last_outcome=run.outcome,
+        last_error=run.error,
+        last_traceback=run.traceback,
     )
 
 

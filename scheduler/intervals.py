@@ -30,7 +30,7 @@ def parse_interval(text):
     match = _GRAMMAR.fullmatch(stripped)
     if match is None:
         raise IntervalError(_explain_bad_text(stripped))
-    seconds = sum(int(n) * size for n, (_, size) in zip(match.groups(), _UNITS) if n)
+    seconds = sum(int(n) * size for n, (_, size) in zip(match.groups(), _UNITS, strict=True) if n)
     if seconds < MIN_SECONDS:
         raise IntervalError(f"An interval must be at least 1s; try {EXAMPLES}.")
     if seconds > MAX_SECONDS:

@@ -12,8 +12,8 @@ to be cleared between tests.
 """
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .errors import IntervalError, JobDefinitionError
 from .intervals import format_interval, parse_interval
@@ -82,9 +82,7 @@ class JobRegistry:
             description = (func.__doc__ or "").strip().splitlines()[0:1]
             description = description[0].strip() if description else ""
         if not isinstance(description, str) or not description.strip():
-            raise JobDefinitionError(
-                f"Job {name!r} needs a one-line description (or a docstring)."
-            )
+            raise JobDefinitionError(f"Job {name!r} needs a one-line description (or a docstring).")
         description = description.strip()
         if "\n" in description or len(description) > MAX_DESCRIPTION:
             raise JobDefinitionError(

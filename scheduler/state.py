@@ -9,7 +9,13 @@ from .intervals import format_interval
 from .registry import JobDefinition
 
 IDLE, RUNNING, PAUSED, ERROR = "idle", "running", "paused", "error"
-OK, FAILED, TIMED_OUT, INTERRUPTED, IN_PROGRESS = "ok", "error", "timed out", "interrupted", "running"
+OK, FAILED, TIMED_OUT, INTERRUPTED, IN_PROGRESS = (
+    "ok",
+    "error",
+    "timed out",
+    "interrupted",
+    "running",
+)
 SCHEDULED, MANUAL = "scheduled", "manual"
 FAILURE_OUTCOMES = frozenset({FAILED, TIMED_OUT, INTERRUPTED})
 MAX_RESULT_LENGTH = 500
@@ -131,8 +137,17 @@ class JobState:
 
 
 RAW_FIELDS = (
-    "interval", "paused", "run_count", "last_started_at", "last_finished_at", "last_duration",
-    "last_outcome", "last_error", "last_slot", "next_run", "stuck",
+    "interval",
+    "paused",
+    "run_count",
+    "last_started_at",
+    "last_finished_at",
+    "last_duration",
+    "last_outcome",
+    "last_error",
+    "last_slot",
+    "next_run",
+    "stuck",
 )
 
 
@@ -140,10 +155,18 @@ def state_to_raw(state):
     """The fields another process needs to show ``state`` exactly as this one does."""
     raw = {name: getattr(state, name) for name in RAW_FIELDS}
     run = state.current
-    raw["current"] = None if run is None else {
-        "id": run.id, "trigger": run.trigger, "user": run.user, "started_at": run.started_at,
-        "slot": run.slot, "progress": run.progress,
-    }
+    raw["current"] = (
+        None
+        if run is None
+        else {
+            "id": run.id,
+            "trigger": run.trigger,
+            "user": run.user,
+            "started_at": run.started_at,
+            "slot": run.slot,
+            "progress": run.progress,
+        }
+    )
     return raw
 
 
@@ -156,8 +179,13 @@ def apply_raw(state, raw):
         state.current = None
     else:
         state.current = Run(
-            job=state.name, trigger=current["trigger"], started_at=current["started_at"],
-            log=None, user=current["user"], slot=current["slot"], id=current["id"],
+            job=state.name,
+            trigger=current["trigger"],
+            started_at=current["started_at"],
+            log=None,
+            user=current["user"],
+            slot=current["slot"],
+            id=current["id"],
             progress=tuple(current["progress"]) if current["progress"] else None,
             mirrored=True,
         )

@@ -127,7 +127,9 @@ class Store:
                 raise StoreError(f"The database {self.path} is closed.")
             try:
                 conn = sqlite3.connect(
-                    self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                    self.path,
+                    timeout=BUSY_TIMEOUT_MS / 1000,
+                    isolation_level=None,
                     check_same_thread=False,
                 )
                 conn.row_factory = sqlite3.Row
@@ -214,10 +216,22 @@ class Store:
     def load_settings(self):
         """{job: {"interval": seconds or None, "paused": bool}} for every overridden job."""
         rows = self._read("SELECT job, interval_seconds, paused FROM job_settings")
-        return {r["job"]: {"interval": r["interval_seconds"], "paused": bool(r["paused"])} for r in rows}
+        return {
+            r["job"]: {"interval": r["interval_seconds"], "paused": bool(r["paused"])} for r in rows
+        }
 
     def save_setting(
-        self, job, *, interval, paused, next_run, at, user, action, old_value, new_value,
+        self,
+        job,
+        *,
+        interval,
+        paused,
+        next_run,
+        at,
+        user,
+        action,
+        old_value,
+        new_value,
         origin=None,
     ):
         """Persist a job's overrides, its next slot and the control's audit line, atomically."""
@@ -280,8 +294,14 @@ class Store:
             "UPDATE runs SET finished_at = ?, duration = ?, outcome = ?, error = ?,"
             " traceback = ?, log = ?, result = ? WHERE run_id = ?",
             (
-                run.finished_at, run.duration, run.outcome, run.error, run.traceback,
-                json.dumps(run.log.lines()), run.result, run.id,
+                run.finished_at,
+                run.duration,
+                run.outcome,
+                run.error,
+                run.traceback,
+                json.dumps(run.log.lines()),
+                run.result,
+                run.id,
             ),
         )
 
@@ -313,7 +333,9 @@ class Store:
             )
             for row in rows:
                 self.save_job_state(
-                    conn, row["job"], last_outcome="interrupted",
+                    conn,
+                    row["job"],
+                    last_outcome="interrupted",
                     last_error="Interrupted: the server stopped during this run.",
                     last_traceback=None,
                 )
@@ -397,7 +419,8 @@ class Store:
                 ).fetchone()[0]
                 settings = conn.execute(
                     "SELECT job, interval_seconds, paused, origin, seq FROM job_settings"
-                    " WHERE seq > ? ORDER BY seq", (seq,)
+                    " WHERE seq > ? ORDER BY seq",
+                    (seq,),
                 ).fetchall()
                 live = conn.execute(
                     "SELECT job, data, origin, seq FROM job_live WHERE seq > ? ORDER BY seq",
@@ -458,11 +481,13 @@ class Store:
     def renew_lease(self, holder, now, ttl):
         """Extend our lease; False if somebody else holds it now."""
         return self._write(
-            lambda conn: conn.execute(
-                "UPDATE lease SET renewed_at = ?, expires_at = ? WHERE name = ? AND holder = ?",
-                (now, now + ttl, LEASE_NAME, holder),
-            ).rowcount
-            == 1
+            lambda conn: (
+                conn.execute(
+                    "UPDATE lease SET renewed_at = ?, expires_at = ? WHERE name = ? AND holder = ?",
+                    (now, now + ttl, LEASE_NAME, holder),
+                ).rowcount
+                == 1
+            )
         )
 
     def release_lease(self, holder, now):

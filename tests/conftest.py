@@ -43,8 +43,13 @@ def make_engine(store, clock):
     engines = []
 
     def make(registry, *, lead=True, **options):
-        engine = Engine(registry, store, clock=clock, lease_ttl=options.pop("lease_ttl", 400 * 86400.0),
-                        **options)
+        engine = Engine(
+            registry,
+            store,
+            clock=clock,
+            lease_ttl=options.pop("lease_ttl", 400 * 86400.0),
+            **options,
+        )
         engine.start(threads=False)
         if lead:
             engine.keep_lease()

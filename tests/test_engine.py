@@ -22,8 +22,9 @@ def calls_of(registry, name, interval="1m", **options):
     def body(ctx):
         seen.append(ctx)
 
-    registry.add(body, name=name, category="test", interval=interval,
-                 description=f"{name} job", **options)
+    registry.add(
+        body, name=name, category="test", interval=interval, description=f"{name} job", **options
+    )
     return seen
 
 
@@ -39,8 +40,9 @@ def blocking_job(registry, name, interval="1m", **options):
                 raise TimeoutError("stopped after being cancelled")
 
     options.pop("honour_cancel", None)
-    registry.add(body, name=name, category="test", interval=interval,
-                 description=f"{name} job", **options)
+    registry.add(
+        body, name=name, category="test", interval=interval, description=f"{name} job", **options
+    )
     return started, release
 
 
@@ -66,9 +68,7 @@ def test_a_job_that_never_ran_first_runs_one_interval_after_start(registry, make
     assert job["next_run"] == to_iso(start + 120)
 
 
-def test_scheduled_runs_start_on_their_slots_with_no_cumulative_drift(
-    registry, make_engine, clock
-):
+def test_scheduled_runs_start_on_their_slots_with_no_cumulative_drift(registry, make_engine, clock):
     seen = calls_of(registry, "tick", interval="1s")
     start = clock.now()
     engine = make_engine(registry)
@@ -163,9 +163,7 @@ def test_a_job_never_overlaps_itself(registry, make_engine, clock):
     assert [r["slot"] for r in engine.runs("slow")] == [to_iso(start + 1)]
 
 
-def test_run_now_starts_a_manual_run_that_does_not_move_the_schedule(
-    registry, make_engine, clock
-):
+def test_run_now_starts_a_manual_run_that_does_not_move_the_schedule(registry, make_engine, clock):
     seen = calls_of(registry, "zones", interval="5m")
     start = clock.now()
     engine = make_engine(registry)

@@ -22,8 +22,13 @@ def round_of(*engines):
 @pytest.fixture
 def ticks(registry):
     seen = []
-    registry.add(lambda ctx: seen.append(ctx.slot), name="tick", category="test",
-                 interval="1s", description="Tick.")
+    registry.add(
+        lambda ctx: seen.append(ctx.slot),
+        name="tick",
+        category="test",
+        interval="1s",
+        description="Tick.",
+    )
     return seen
 
 
@@ -42,8 +47,10 @@ def test_only_one_of_several_engines_runs_jobs(store, clock, registry, ticks):
 
 
 def test_a_standby_takes_over_when_the_holder_stops_renewing(store, clock, registry, ticks):
-    first, second = engine_on(store, clock, registry, "first"), engine_on(store, clock, registry,
-                                                                         "second")
+    first, second = (
+        engine_on(store, clock, registry, "first"),
+        engine_on(store, clock, registry, "second"),
+    )
     round_of(first, second)
     clock.advance(1)
     round_of(first, second)
@@ -74,8 +81,10 @@ def test_a_standby_takes_over_when_the_holder_stops_renewing(store, clock, regis
 
 
 def test_a_stopped_holder_hands_over_at_once(store, clock, registry, ticks):
-    first, second = engine_on(store, clock, registry, "first"), engine_on(store, clock, registry,
-                                                                         "second")
+    first, second = (
+        engine_on(store, clock, registry, "first"),
+        engine_on(store, clock, registry, "second"),
+    )
     round_of(first, second)
     first.stop(grace=1)
     second.keep_lease()

@@ -12,8 +12,13 @@ from scheduler.store import SCHEMA_VERSION
 
 
 def add_job(registry, name, interval, body=None):
-    registry.add(body or (lambda ctx: None), name=name, category="test", interval=interval,
-                 description=f"{name} job")
+    registry.add(
+        body or (lambda ctx: None),
+        name=name,
+        category="test",
+        interval=interval,
+        description=f"{name} job",
+    )
 
 
 def restart(engine, registry, store, clock, **options):

@@ -18,10 +18,17 @@ def engine_on(store, clock, registry, owner, **options):
 @pytest.fixture
 def pair(store, clock, registry):
     """(scheduler, follower) with one 1-minute job named ``zones``."""
-    registry.add(lambda ctx: ctx.log.info("checked"), name="zones", category="dns",
-                 interval="1m", description="Zones.")
-    leader, follower = engine_on(store, clock, registry, "A"), engine_on(store, clock, registry,
-                                                                        "B")
+    registry.add(
+        lambda ctx: ctx.log.info("checked"),
+        name="zones",
+        category="dns",
+        interval="1m",
+        description="Zones.",
+    )
+    leader, follower = (
+        engine_on(store, clock, registry, "A"),
+        engine_on(store, clock, registry, "B"),
+    )
     for engine in (leader, follower):
         engine.keep_lease()
         engine.step()
@@ -84,10 +91,13 @@ def test_a_follower_refuses_run_now_while_the_scheduler_runs_the_job(store, cloc
     import threading
 
     release = threading.Event()
-    registry.add(lambda ctx: release.wait(5), name="slow", category="dns", interval="1h",
-                 description="Slow.")
-    leader, follower = engine_on(store, clock, registry, "A"), engine_on(store, clock, registry,
-                                                                        "B")
+    registry.add(
+        lambda ctx: release.wait(5), name="slow", category="dns", interval="1h", description="Slow."
+    )
+    leader, follower = (
+        engine_on(store, clock, registry, "A"),
+        engine_on(store, clock, registry, "B"),
+    )
     for engine in (leader, follower):
         engine.keep_lease()
         engine.step()
