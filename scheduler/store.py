@@ -3,22 +3,21 @@
 One file in WAL mode, opened by every process of the app.  Controls write
 synchronously (an acknowledged change is on disk); run records go through
 ``RunWriter`` on its own thread so that nothing sits between a due time and a
-job's start.  The schema carries a version (``PRAGMA user_version``) and is
-upgraded in place by the scripts in ``MIGRATIONS``.
+job's start.  The schema carries a version and is upgraded in place by the
+scripts in ``MIGRATIONS`` (see ``database.Database.apply_migrations``).
 """
 
 import json
 import logging
-import os
 import sqlite3
 
+from .database import Database
 from .errors import StoreError
-from .native import Empty, Lock, SimpleQueue, get_ident, start_thread
+from .native import Empty, Lock, SimpleQueue, start_thread
 
 log = logging.getLogger(__name__)
 
 LEASE_NAME = "scheduler"
-BUSY_TIMEOUT_MS = 5000
 
 MIGRATIONS = [
     # 1: first schema
@@ -106,110 +105,15 @@ MIGRATIONS = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-class Store:
-    """Access to the scheduler's database file; safe to share between threads."""
-
-    def __init__(self, path):
-        self.path = os.fspath(path)
-        self._connections = {}
-        self._lock = Lock()
-        self._closed = False
-
-    # -- connections and schema ------------------------------------------------
-
-    def _connection(self):
-        """One connection per native thread (greenlets of one hub share theirs:
-        a statement never yields, so they cannot interleave inside one)."""
-        ident = get_ident()
-        conn = self._connections.get(ident)
-        if conn is None:
-            if self._closed:
-                raise StoreError(f"The database {self.path} is closed.")
-            try:
-                conn = sqlite3.connect(
-                    self.path,
-                    timeout=BUSY_TIMEOUT_MS / 1000,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
-                conn.row_factory = sqlite3.Row
-                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                conn.execute("PRAGMA journal_mode = WAL")
-                # NORMAL keeps every commit across a killed process; only power loss
-                # can take the last ones back.
-                conn.execute("PRAGMA synchronous = NORMAL")
-            except sqlite3.DatabaseError as exc:
-                raise StoreError(f"Cannot open the database {self.path}: {exc}") from exc
-            with self._lock:
-                self._connections[ident] = conn
-        return conn
-
-    def _write(self, fn):
-        """Run ``fn(conn)`` in one IMMEDIATE transaction and return its result."""
-        conn = self._connection()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
-        except sqlite3.Error as exc:
-            raise StoreError(f"Cannot write to the database {self.path}: {exc}") from exc
-
-    def _read(self, sql, params=()):
-        try:
-            return self._connection().execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"Cannot read the database {self.path}: {exc}") from exc
+class Store(Database):
+    """The scheduler's tables in the app's database file; safe to share between threads."""
 
     def migrate(self):
-        """Create or upgrade the schema; refuse a file that is not a usable database."""
-        directory = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(directory, exist_ok=True)
-
-        def upgrade(conn):
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"The database {self.path} has schema version {version}, newer than "
-                    f"this program's {SCHEMA_VERSION}; upgrade the program."
-                )
-            for number in range(version, SCHEMA_VERSION):
-                for statement in _statements(MIGRATIONS[number]):
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {number + 1}")
-            return version
-
-        try:
-            integrity = self._connection().execute("PRAGMA quick_check").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(
-                f"The database {self.path} is not a usable SQLite file ({exc}); "
-                "restore it from a backup or move it away to start afresh."
-            ) from exc
-        if integrity != "ok":
-            raise StoreError(
-                f"The database {self.path} is damaged ({integrity}); "
-                "restore it from a backup or move it away to start afresh."
-            )
-        return self._write(upgrade)
+        """Create or upgrade the scheduler's tables; refuse a file that is not usable."""
+        return self.apply_migrations("scheduler", MIGRATIONS)
 
     def schema_version(self):
-        return self._read("PRAGMA user_version")[0][0]
-
-    def close(self):
-        """Close every connection this store opened."""
-        with self._lock:
-            self._closed = True
-            connections, self._connections = list(self._connections.values()), {}
-        for conn in connections:
-            try:
-                conn.close()
-            except sqlite3.Error:
-                pass
+        return self.component_version("scheduler")
 
     # -- overrides and audit ------------------------------------------------------
 
@@ -513,10 +417,6 @@ def _next_seq(conn):
 
 def _text(value):
     return None if value is None else str(value)
-
-
-def _statements(script):
-    return [s.strip() for s in script.split(";") if s.strip()]
 
 
 class RunWriter:

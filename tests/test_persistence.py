@@ -130,6 +130,24 @@ def test_a_run_cut_off_by_a_crash_is_recorded_as_interrupted(registry, store, cl
     successor.stop(grace=0)
 
 
+def test_the_schema_upgrades_from_an_older_version_keeping_data(db_path):
+    from scheduler.store import MIGRATIONS
+
+    old = Store(db_path)
+    old.apply_migrations("scheduler", MIGRATIONS[:1])
+    old._write(
+        lambda conn: conn.execute(
+            "INSERT INTO job_settings (job, interval_seconds, paused) VALUES ('zones', 300, 1)"
+        )
+    )
+    old.close()
+    store = Store(db_path)
+    assert store.migrate() == 1
+    assert store.schema_version() == SCHEMA_VERSION
+    assert store.load_settings() == {"zones": {"interval": 300, "paused": True}}
+    store.close()
+
+
 def test_the_schema_has_a_version_and_upgrades_an_empty_file(db_path):
     sqlite3.connect(db_path).close()  # an empty file, version 0
     store = Store(db_path)
@@ -140,8 +158,9 @@ def test_the_schema_has_a_version_and_upgrades_an_empty_file(db_path):
 
 
 def test_a_database_from_a_newer_program_is_refused(db_path):
+    Store(db_path).migrate()
     with sqlite3.connect(db_path) as conn:
-        conn.execute("PRAGMA user_version = 99")
+        conn.execute("UPDATE schema_versions SET version = 99 WHERE component = 'scheduler'")
     store = Store(db_path)
     with pytest.raises(StoreError, match="newer than"):
         store.migrate()
