@@ -87,6 +87,7 @@ class Engine:
         self._synced_seq = None
         self.started_at = None
         self._stopping = False
+        self._stopped = False
         self._threads_started = False
         self.fault_backoff = 1.0  # seconds the loop waits after a failed step
 
@@ -134,7 +135,11 @@ class Engine:
     def stop(self, grace=10.0):
         """Stop scheduling, give running jobs ``grace`` seconds, record the rest as
         interrupted, give up the lease and end every event stream."""
+        if self._stopped:
+            return
+        self._stopped = True
         self._stopping = True
+        self.bus.close_all()  # live streams end now, so browsers reconnect elsewhere
         self._wake.put(None)
         self._stop_wait.put(None)
         self._sync_wait.put(None)

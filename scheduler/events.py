@@ -91,6 +91,7 @@ class EventBus:
         self._subscribers = set()
         self.version = 0
         self.max_pending = max_pending
+        self.closed = False
 
     def publish(self, kind, key, data):
         """Record a change and wake subscribers; returns the change's version."""
@@ -110,7 +111,10 @@ class EventBus:
         with self._lock:
             snapshot = snapshot_fn(self.version)
             subscription = Subscription(self, snapshot, self.version, self.max_pending)
-            self._subscribers.add(subscription)
+            if self.closed:
+                subscription.closed = True  # the server is stopping: snapshot only
+            else:
+                self._subscribers.add(subscription)
         return subscription
 
     def _unsubscribe(self, subscription):
@@ -122,6 +126,7 @@ class EventBus:
     def close_all(self):
         """End every subscription (the server is stopping)."""
         with self._lock:
+            self.closed = True
             subscribers = list(self._subscribers)
             self._subscribers.clear()
         for subscription in subscribers:

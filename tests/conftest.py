@@ -66,3 +66,89 @@ def settle(engine, timeout=5.0):
     """Wait for started runs to finish and their records to be written."""
     assert engine.wait_idle(timeout), "a job run did not finish in time"
     engine.writer.flush()
+
+
+# -- the web app ------------------------------------------------------------------
+
+ADMIN_PASSWORD = "correct horse battery"
+USER_PASSWORD = "plain user password"
+
+
+@pytest.fixture
+def app(tmp_path, clock):
+    """The app on a temporary instance folder, with the demo jobs, a manual clock,
+    an ``admin`` and a non-admin ``viewer``; its scheduler is driven by hand."""
+    from app import create_app
+
+    app = create_app(
+        {
+            "TESTING": True,
+            "JOBS_INSTANCE_PATH": str(tmp_path / "instance"),
+            "JOBS_DEMO": True,
+            "JOBS_CLOCK": clock,
+            "JOBS_LEASE_SECONDS": 400 * 86400.0,
+            "SSE_HEARTBEAT_SECONDS": 0.2,
+            "SSE_MAX_AGE_SECONDS": 5.0,
+        }
+    )
+    accounts = app.extensions["accounts"]
+    accounts.create_user("admin", ADMIN_PASSWORD, admin=True)
+    accounts.create_user("viewer", USER_PASSWORD, admin=False)
+    engine = app.extensions["jobs"]
+    engine.start(threads=False)
+    engine.keep_lease()
+    engine.step()
+    yield app
+    engine.stop(grace=2)
+    accounts.close()
+    engine.store.close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+class AuthActions:
+    """Sign in and out through the real form, CSRF token included."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def csrf_token(self, path="/login"):
+        import re
+
+        page = self._client.get(path).get_data(as_text=True)
+        match = re.search(r'name="csrf_token" value="([^"]+)"', page) or re.search(
+            r'data-csrf-token="([^"]+)"', page
+        )
+        assert match, f"no CSRF token on {path}"
+        return match.group(1)
+
+    def login(self, username="admin", password=ADMIN_PASSWORD, next=None):
+        data = {"username": username, "password": password, "csrf_token": self.csrf_token()}
+        if next is not None:
+            data["next"] = next
+        return self._client.post("/login", data=data)
+
+    def logout(self):
+        token = self.csrf_token("/admin/jobs")
+        return self._client.post("/logout", data={"csrf_token": token})
+
+
+@pytest.fixture
+def auth(client):
+    return AuthActions(client)
+
+
+@pytest.fixture
+def admin(client, auth):
+    """A client signed in as ``admin``, and its CSRF token for posts."""
+    auth.login()
+    client.csrf = auth.csrf_token("/admin/jobs")
+    return client

@@ -1,0 +1,51 @@
+"""gunicorn settings for CodexDNS jobs: ``gunicorn -c gunicorn.conf.py wsgi:app``.
+
+One gevent worker holds thousands of live streams: each open EventSource is a
+parked greenlet costing a few KiB, not a thread, and the scheduler's job bodies
+run on their own native threads, so neither slows requests.
+
+More workers (JOBS_WORKERS) are safe: they all open the same SQLite file, one
+of them holds the scheduler lease and runs the jobs, the others stand by and
+take over within the lease time if it dies.  Every worker follows the others'
+changes through the database (about five times a second), so a control posted
+to worker A reaches a stream held by worker B within a second.
+"""
+
+import os
+
+import settings as _settings
+
+_config = _settings.load()
+
+bind = f"{_config['HOST']}:{_config['PORT']}"
+workers = int(os.environ.get("JOBS_WORKERS", "1"))
+worker_class = "serving.JobsGeventWorker"
+worker_connections = 10000
+# Streams end on their own (JOBS_SSE_MAX_AGE) and at shutdown; jobs get this long.
+graceful_timeout = 20
+timeout = 30
+keepalive = 5
+accesslog = "-"
+# gunicorn 27 opens a control socket under ~/.gunicorn by default.  Nothing here
+# uses it, and a socket in the home folder of whoever runs the server is one more
+# thing to secure, so it stays off.
+control_socket_disable = True
+
+
+def on_starting(server):
+    """In the master, once: prepare the database and create the first admin."""
+    from app import create_app, prepare
+
+    prepare(create_app())
+
+
+def post_worker_init(worker):
+    """In each worker, after gevent has patched it: start the scheduler threads."""
+    worker.wsgi.extensions["jobs"].start()
+
+
+def worker_exit(server, worker):
+    """Record what was still running and give up the lease."""
+    engine = getattr(worker, "wsgi", None) and worker.wsgi.extensions.get("jobs")
+    if engine is not None:
+        engine.stop(grace=1)

@@ -1,0 +1,1 @@
+"""The app's views, one blueprint per role: sign-in, the page, the API, the stream."""

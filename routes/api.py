@@ -1,0 +1,124 @@
+"""The jobs API: JSON for scripts and the page's fetch calls, and the target of the
+page's plain form posts (which get a 303 back to the page with a message)."""
+
+from flask import Blueprint, current_app, flash, jsonify, redirect, request
+from flask_login import current_user
+
+from routes.access import admin_api
+from routes.errors import api_error
+from scheduler import IntervalError, JobBusyError, NotLeaderError, UnknownJobError
+
+bp = Blueprint("api", __name__, url_prefix="/api/jobs")
+
+RUNS_SHOWN = 25
+PAGE = "/admin/jobs"
+
+
+def engine():
+    return current_app.extensions["jobs"]
+
+
+def wants_json():
+    """JSON unless the client is a browser form asking for HTML first."""
+    if request.is_json:
+        return True
+    accept = request.accept_mimetypes
+    listed = {value for value, _ in accept}
+    if "text/html" not in listed:
+        return True
+    return accept["application/json"] > accept["text/html"]
+
+
+@bp.get("")
+@admin_api
+def list_jobs():
+    """The scheduler's state, the version it was taken at, and every job."""
+    return jsonify(engine().snapshot())
+
+
+@bp.get("/<name>")
+@admin_api
+def show_job(name):
+    """One job with its most recent runs, newest first."""
+    try:
+        job = engine().job(name)
+        job["runs"] = engine().runs(name, RUNS_SHOWN)
+    except UnknownJobError as exc:
+        return api_error(str(exc), 404)
+    return jsonify(job)
+
+
+@bp.post("/<name>/run")
+@admin_api
+def run_now(name):
+    """Start a run now: 202 with the job, 409 while it is already running."""
+    return _control(name, lambda user: engine().run_now(name, user=user), 202, "started")
+
+
+@bp.post("/<name>/pause")
+@admin_api
+def pause(name):
+    """Stop scheduled runs of the job."""
+    return _control(name, lambda user: engine().pause(name, user=user), 200, "paused")
+
+
+@bp.post("/<name>/resume")
+@admin_api
+def resume(name):
+    """Schedule the job again."""
+    return _control(name, lambda user: engine().resume(name, user=user), 200, "resumed")
+
+
+@bp.post("/<name>/interval")
+@admin_api
+def set_interval(name):
+    """Run the job every ``interval`` (30s, 5m, 1h, 1d, 1h30m)."""
+    if request.is_json:
+        body = request.get_json(silent=True)
+        value = body.get("interval") if isinstance(body, dict) else None
+    else:
+        value = request.form.get("interval")
+    if value is None:
+        return _failure(name, "Send an interval such as 30s, 5m, 1h, 1d or 1h30m.", 400)
+    return _control(
+        name,
+        lambda user: engine().set_interval(name, value, user=user),
+        200,
+        "now runs every {interval}",
+    )
+
+
+@bp.post("/<name>/reset")
+@admin_api
+def reset_interval(name):
+    """Put the job back on its default interval."""
+    return _control(
+        name,
+        lambda user: engine().reset_interval(name, user=user),
+        200,
+        "back to its default interval of {interval}",
+    )
+
+
+def _control(name, action, status, done):
+    try:
+        job = action(current_user.username)
+    except UnknownJobError as exc:
+        return _failure(name, str(exc), 404)
+    except IntervalError as exc:
+        return _failure(name, str(exc), 400)
+    except JobBusyError as exc:
+        return _failure(name, str(exc), 409)
+    except NotLeaderError as exc:
+        return _failure(name, str(exc), 503)
+    if wants_json():
+        return jsonify(job), status
+    flash(f"{name}: {done.format(**job)}.", "success")
+    return redirect(PAGE, 303)
+
+
+def _failure(name, message, status):
+    if wants_json():
+        return api_error(message, status)
+    flash(f"{name}: {message}", "error")
+    return redirect(PAGE, 303)

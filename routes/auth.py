@@ -1,0 +1,58 @@
+"""Sign in and out."""
+
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+
+from routes.access import DEFAULT_NEXT, safe_next
+
+bp = Blueprint("auth", __name__)
+
+FAILED = "Wrong username or password."
+
+
+def register_user_loader(login_manager):
+    """Users come back from their server-side session id."""
+    login_manager.login_view = "auth.login"
+
+    @login_manager.user_loader
+    def load_user(sid):
+        return current_app.extensions["accounts"].user_for_session(sid)
+
+
+@bp.get("/")
+def index():
+    """The jobs page is the home page."""
+    return redirect(DEFAULT_NEXT)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """The sign-in form; on success go to a same-site ``next`` or the jobs page."""
+    target = safe_next(request.values.get("next"))
+    if request.method == "GET":
+        if current_user.is_authenticated:
+            return redirect(target)
+        return render_template("login.html", next=target, error=None)
+    current_app.extensions["csrf"].protect()
+    accounts = current_app.extensions["accounts"]
+    username = request.form.get("username", "").strip()
+    user = accounts.authenticate(username, request.form.get("password", ""))
+    if user is None:
+        return render_template("login.html", next=target, error=FAILED, username=username), 401
+    hours = current_app.config["SESSION_HOURS"]
+    session.clear()  # nothing from before sign-in carries over
+    accounts.start_session(user, hours * 3600)
+    login_user(user)
+    session.permanent = True
+    return redirect(target)
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    """End this session everywhere it is used, then show the sign-in form."""
+    current_app.extensions["csrf"].protect()
+    current_app.extensions["accounts"].end_session(current_user.sid)
+    logout_user()
+    session.clear()
+    return redirect(url_for("auth.login"))

@@ -1,0 +1,40 @@
+"""The Jobs page."""
+
+from flask import Blueprint, current_app, render_template
+
+from routes.access import admin_page
+
+bp = Blueprint("pages", __name__)
+
+
+@bp.get("/admin/jobs")
+@admin_page
+def jobs():
+    """Every job as a live card, rendered on the server so the page works without JS."""
+    snapshot = current_app.extensions["jobs"].snapshot()
+    categories = sorted({job["category"] for job in snapshot["jobs"]})
+    return render_template("jobs.html", snapshot=snapshot, categories=categories)
+
+
+@bp.app_template_filter("relative")
+def relative(iso_time, now=None):
+    """'12 s ago' or 'in 4 min' for an ISO time, as the page's script also writes it."""
+    import time
+    from datetime import datetime
+
+    if not iso_time:
+        return ""
+    moment = datetime.fromisoformat(iso_time.replace("Z", "+00:00")).timestamp()
+    return relative_text(moment - (time.time() if now is None else now))
+
+
+def relative_text(delta):
+    """Words for a time ``delta`` seconds from now (negative: in the past)."""
+    seconds = abs(delta)
+    if seconds < 1:
+        return "now"
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min"), (1, "s")):
+        if seconds >= size:
+            amount = int(seconds // size)
+            break
+    return f"{amount} {unit} ago" if delta < 0 else f"in {amount} {unit}"

@@ -1,0 +1,98 @@
+"""``GET /api/jobs/sse``: the page's live updates as Server-Sent Events.
+
+The stream opens with ``retry:`` and a ``snapshot`` event, then sends ``job`` and
+``scheduler`` events as they happen, each with ``id:`` = its version.  A comment
+goes out when a heartbeat interval passes in silence, which is also when the
+stream notices a client that left (WSGI only learns it when a write fails) and
+checks that the session is still signed in.  Streams end after a while so the
+browser reconnects with a fresh snapshot, and at once when the server stops.
+The generator holds no request context, session or database connection while it
+waits.
+"""
+
+import json
+import random
+import time
+
+from flask import Blueprint, Response, current_app
+from flask_login import current_user
+
+from routes.access import admin_api
+from scheduler import RESYNC
+
+bp = Blueprint("stream", __name__)
+
+RETRY_MS = 3000
+
+
+def frame(data=None, *, event=None, id=None, retry=None):
+    """One SSE message in wire format, ending with the blank line."""
+    lines = []
+    if retry is not None:
+        lines.append(f"retry: {int(retry)}")
+    if event is not None:
+        lines.append(f"event: {event}")
+    if id is not None:
+        lines.append(f"id: {id}")
+    if data is not None:
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        lines.extend(f"data: {line}" for line in text.split("\n"))
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+def comment(text):
+    """A comment line, which EventSource ignores: used as the heartbeat."""
+    return f": {text}\n\n".encode()
+
+
+@bp.get("/api/jobs/sse")
+@admin_api
+def stream():
+    """The live stream of job changes."""
+    app = current_app._get_current_object()
+    engine = app.extensions["jobs"]
+    accounts = app.extensions["accounts"]
+    sid = current_user.sid
+    heartbeat = app.config["SSE_HEARTBEAT_SECONDS"]
+    lifetime = app.config["SSE_MAX_AGE_SECONDS"] * random.uniform(0.9, 1.0)
+    subscription = engine.subscribe()
+
+    def events():
+        try:
+            yield frame(event=None, retry=RETRY_MS)
+            snapshot = subscription.snapshot
+            yield frame(snapshot, event="snapshot", id=snapshot["version"])
+            ends_at = time.monotonic() + lifetime
+            last_sent = time.monotonic()
+            while not subscription.closed:
+                now = time.monotonic()
+                if now >= ends_at:
+                    return
+                wait = min(last_sent + heartbeat, ends_at) - now
+                changes = subscription.get(timeout=max(0.0, wait))
+                if changes == RESYNC:
+                    snapshot = engine.snapshot()
+                    yield frame(snapshot, event="snapshot", id=snapshot["version"])
+                    last_sent = time.monotonic()
+                    continue
+                if changes:
+                    yield b"".join(
+                        frame(change.data, event=change.kind, id=change.version)
+                        for change in changes
+                    )
+                    last_sent = time.monotonic()
+                elif time.monotonic() - last_sent >= heartbeat:
+                    user = accounts.user_for_session(sid)
+                    if user is None or not user.is_admin:
+                        yield frame({"reason": "signed out"}, event="logout")
+                        return
+                    yield comment("heartbeat")
+                    last_sent = time.monotonic()
+        finally:
+            subscription.close()
+
+    response = Response(events(), mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"
+    response.headers["Content-Encoding"] = "identity"
+    return response
