@@ -33,8 +33,8 @@ def relative_text(delta):
     seconds = abs(delta)
     if seconds < 1:
         return "now"
-    for size, unit in ((86400, "d"), (3600, "h"), (60, "min"), (1, "s")):
-        if seconds >= size:
-            amount = int(seconds // size)
-            break
+    size, unit = next(
+        u for u in ((86400, "d"), (3600, "h"), (60, "min"), (1, "s")) if seconds >= u[0]
+    )
+    amount = int(seconds // size)
     return f"{amount} {unit} ago" if delta < 0 else f"in {amount} {unit}"

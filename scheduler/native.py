@@ -57,17 +57,30 @@ def start_thread(target, name=None):
     return start_new_thread(bootstrap, ())
 
 
-def _set_native_thread_name(name):
+def _load_pthread_setname():
+    """pthread_setname_np from the C library already in the process, or None.
+
+    Looked up once at import: finding a library by name runs ldconfig in a
+    subprocess, which must not happen on a fresh native thread in a gevent process.
+    """
     try:
         import ctypes
-        import ctypes.util
 
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc = ctypes.CDLL(None)
         libc.pthread_self.restype = ctypes.c_ulong
-        libc.pthread_setname_np.argtypes = [ctypes.c_ulong, ctypes.c_char_p]
-        libc.pthread_setname_np(libc.pthread_self(), name[:15].encode())
-    except (OSError, AttributeError, TypeError):
-        pass
+        setname = libc.pthread_setname_np
+        setname.argtypes = [ctypes.c_ulong, ctypes.c_char_p]
+        return lambda name: setname(libc.pthread_self(), name[:15].encode())
+    except (OSError, AttributeError):
+        return None
+
+
+_pthread_setname = _load_pthread_setname()
+
+
+def _set_native_thread_name(name):
+    if _pthread_setname is not None:
+        _pthread_setname(name)
 
 
 class Signal:
