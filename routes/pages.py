@@ -1,8 +1,11 @@
 """The Jobs page."""
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, abort, current_app, render_template
 
 from routes.access import admin_page
+from scheduler import UnknownJobError
+
+RUNS_SHOWN = 25
 
 bp = Blueprint("pages", __name__)
 
@@ -14,6 +17,18 @@ def jobs():
     snapshot = current_app.extensions["jobs"].snapshot()
     categories = sorted({job["category"] for job in snapshot["jobs"]})
     return render_template("jobs.html", snapshot=snapshot, categories=categories)
+
+
+@bp.get("/admin/jobs/<name>/history")
+@admin_page
+def history(name):
+    """A job's recent runs as a page of its own (the script shows them in a dialog)."""
+    engine = current_app.extensions["jobs"]
+    try:
+        job = engine.job(name)
+    except UnknownJobError:
+        abort(404)
+    return render_template("history.html", job=job, runs=engine.runs(name, RUNS_SHOWN))
 
 
 @bp.app_template_filter("relative")

@@ -97,6 +97,7 @@ class Engine:
         """Read overrides and last runs from the database into the job states."""
         settings = self.store.load_settings()
         rows = self.store.load_job_states()
+        recent = self.store.recent_runs(self.registry.names(), st.RECENT_RUNS)
         with self._lock:
             for name, state in self._states.items():
                 override = settings.get(name, {})
@@ -113,6 +114,7 @@ class Engine:
                     state.last_traceback = row["last_traceback"]
                     state.last_slot = row["last_slot"]
                     state.next_run = None if state.paused else row["next_run"]
+                state.recent = recent.get(name, [])
         return rows
 
     def start(self, threads=True):
@@ -432,6 +434,7 @@ class Engine:
         state.last_outcome = outcome
         state.last_error = error
         state.last_traceback = run.traceback
+        state.remember(run)
         self.writer.submit(partial(_record_finish, self.store, run))
 
     def _on_progress(self, run, fraction, message):

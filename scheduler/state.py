@@ -19,6 +19,7 @@ OK, FAILED, TIMED_OUT, INTERRUPTED, IN_PROGRESS = (
 SCHEDULED, MANUAL = "scheduled", "manual"
 FAILURE_OUTCOMES = frozenset({FAILED, TIMED_OUT, INTERRUPTED})
 MAX_RESULT_LENGTH = 500
+RECENT_RUNS = 20
 
 
 @dataclass
@@ -84,6 +85,7 @@ class JobState:
     next_run: float | None = None
     current: Run | None = None
     stuck: bool = False
+    recent: list = field(default_factory=list)  # [started_at, duration, outcome], oldest first
 
     @property
     def name(self):
@@ -133,7 +135,20 @@ class JobState:
             "progress": progress,
             "stuck": self.stuck,
             "timeout_seconds": self.definition.timeout,
+            "recent_runs": [
+                {
+                    "started_at": to_iso(started),
+                    "duration_ms": None if duration is None else round(duration * 1000, 3),
+                    "outcome": outcome,
+                }
+                for started, duration, outcome in self.recent
+            ],
         }
+
+    def remember(self, run):
+        """Keep a finished run's duration and outcome for the card's chart."""
+        self.recent.append([run.started_at, run.duration, run.outcome])
+        del self.recent[:-RECENT_RUNS]
 
 
 RAW_FIELDS = (
@@ -148,6 +163,7 @@ RAW_FIELDS = (
     "last_slot",
     "next_run",
     "stuck",
+    "recent",
 )
 
 

@@ -260,6 +260,19 @@ class Store(Database):
             result.append(item)
         return result
 
+    def recent_runs(self, jobs, limit):
+        """{job: [[started_at, duration, outcome], ...]} of each job's last finished runs,
+        oldest first."""
+        result = {}
+        for job in jobs:
+            rows = self._read(
+                "SELECT started_at, duration, outcome FROM runs WHERE job = ?"
+                " AND outcome != 'running' ORDER BY started_at DESC, id DESC LIMIT ?",
+                (job, limit),
+            )
+            result[job] = [[r[0], r[1], r[2]] for r in reversed(rows)]
+        return result
+
     def count_runs(self, job=None):
         if job is None:
             return self._read("SELECT count(*) FROM runs")[0][0]

@@ -111,7 +111,199 @@
 
     const editor = card.querySelector(".interval-editor");
     if (!editor.open) editor.querySelector("input[name=interval]").value = job.interval;
+
+    drawChart(card, job);
+    applyFilters();
   }
+
+  // ---- duration chart ----------------------------------------------------------------
+
+  const SVG = "http://www.w3.org/2000/svg";
+
+  function drawChart(card, job) {
+    const svg = field(card, "chart");
+    const runs = job.recent_runs || [];
+    svg.replaceChildren();
+    const longest = Math.max(1, ...runs.map((r) => r.duration_ms || 0));
+    const width = 200 / 20;
+    runs.forEach((run, index) => {
+      const failed = run.outcome !== "ok";
+      const height = Math.max(2, ((run.duration_ms || 0) / longest) * 32);
+      const bar = document.createElementNS(SVG, "rect");
+      bar.setAttribute("x", String(200 - (runs.length - index) * width + 1));
+      bar.setAttribute("y", String(36 - height));
+      bar.setAttribute("width", String(width - 2));
+      bar.setAttribute("height", String(height));
+      bar.setAttribute("class", failed ? "bar bar-failed" : "bar");
+      const title = document.createElementNS(SVG, "title");
+      const ms = run.duration_ms == null ? "?" : `${Math.round(run.duration_ms)} ms`;
+      title.textContent = `${new Date(run.started_at).toLocaleString()}: ${run.outcome}, ${ms}`;
+      bar.append(title);
+      svg.append(bar);
+      if (failed) {
+        const mark = document.createElementNS(SVG, "text");
+        mark.setAttribute("x", String(200 - (runs.length - index - 0.5) * width));
+        mark.setAttribute("y", "9");
+        mark.setAttribute("class", "bar-mark");
+        mark.textContent = "×";
+        svg.append(mark);
+      }
+    });
+    const failures = runs.filter((r) => r.outcome !== "ok").length;
+    const slowest = runs.length ? `, slowest ${Math.round(longest)} ms` : "";
+    const label = runs.length
+      ? `last ${runs.length} runs, ${failures} failed${slowest}`
+      : "no runs yet";
+    field(card, "chart_caption").textContent = label;
+    svg.setAttribute("aria-label", `Durations of recent runs of ${job.name}: ${label}`);
+  }
+
+  // ---- filters -----------------------------------------------------------------------
+
+  const FILTER_KEY = "codexdns-jobs-filters";
+  const filterCategory = document.getElementById("filter-category");
+  const filterStatus = document.getElementById("filter-status");
+  const filterSearch = document.getElementById("filter-search");
+  const filterCount = document.getElementById("filter-count");
+
+  function applyFilters() {
+    const category = filterCategory.value;
+    const status = filterStatus.value;
+    const words = filterSearch.value.trim().toLowerCase();
+    const cards = page.querySelectorAll(".card");
+    let shown = 0;
+    for (const card of cards) {
+      const text = `${card.dataset.job} ${card.querySelector(".description").textContent}`;
+      const visible = (!category || card.dataset.category === category)
+        && (!status || card.dataset.status === status)
+        && (!words || text.toLowerCase().includes(words));
+      card.hidden = !visible;
+      if (visible) shown += 1;
+    }
+    filterCount.textContent = shown === cards.length
+      ? `${cards.length} jobs` : `Showing ${shown} of ${cards.length} jobs`;
+  }
+
+  function saveFilters() {
+    const value = { category: filterCategory.value, status: filterStatus.value,
+      search: filterSearch.value };
+    try { localStorage.setItem(FILTER_KEY, JSON.stringify(value)); } catch (err) { /* private mode */ }
+    applyFilters();
+  }
+
+  function restoreFilters() {
+    let saved = {};
+    try { saved = JSON.parse(localStorage.getItem(FILTER_KEY) || "{}") || {}; } catch (err) { saved = {}; }
+    const known = (select, value) => [...select.options].some((o) => o.value === value);
+    if (saved.category && known(filterCategory, saved.category)) filterCategory.value = saved.category;
+    if (saved.status && known(filterStatus, saved.status)) filterStatus.value = saved.status;
+    if (typeof saved.search === "string") filterSearch.value = saved.search;
+    document.getElementById("filters").hidden = false;
+    for (const el of [filterCategory, filterStatus]) el.addEventListener("change", saveFilters);
+    filterSearch.addEventListener("input", saveFilters);
+    applyFilters();
+  }
+
+  // ---- history -----------------------------------------------------------------------
+
+  const historyDialog = document.getElementById("history");
+  const historyBody = document.getElementById("history-body");
+
+  function cell(row, text, className) {
+    const td = document.createElement("td");
+    if (className) td.className = className;
+    td.textContent = text;
+    row.append(td);
+    return td;
+  }
+
+  function renderHistory(job) {
+    document.getElementById("history-title").textContent = `${job.name}: recent runs`;
+    historyBody.replaceChildren();
+    if (!job.runs.length) {
+      const none = document.createElement("p");
+      none.textContent = "No runs yet.";
+      historyBody.append(none);
+      return;
+    }
+    const wrap = document.createElement("div");
+    wrap.className = "table-wrap";
+    const table = document.createElement("table");
+    table.className = "runs";
+    const head = table.createTHead().insertRow();
+    for (const name of ["Started", "Duration", "Outcome", "Trigger", "Details"]) {
+      const th = document.createElement("th");
+      th.scope = "col";
+      th.textContent = name;
+      head.append(th);
+    }
+    const body = table.createTBody();
+    for (const run of job.runs) {
+      const row = body.insertRow();
+      row.className = `outcome-${run.outcome.replace(" ", "-")}`;
+      const started = cell(row, "");
+      const time = document.createElement("time");
+      setTime(time, run.started_at, "");
+      started.append(time);
+      cell(row, run.duration_ms == null ? "—" : `${Math.round(run.duration_ms)} ms`);
+      const outcome = cell(row, "");
+      const badge = document.createElement("span");
+      badge.className = "outcome";
+      badge.textContent = run.outcome;
+      outcome.append(badge);
+      cell(row, run.user ? `${run.trigger} by ${run.user}` : run.trigger);
+      const details = cell(row, "");
+      if (run.error) {
+        const error = document.createElement("p");
+        error.className = "run-error";
+        error.textContent = run.error;
+        details.append(error);
+      }
+      if ((run.log && run.log.length) || run.traceback) {
+        const more = document.createElement("details");
+        const summary = document.createElement("summary");
+        summary.textContent = run.traceback ? "Log and traceback" : "Log";
+        more.append(summary);
+        if (run.log && run.log.length) {
+          const pre = document.createElement("pre");
+          pre.className = "log";
+          pre.textContent = run.log.join("\n");
+          more.append(pre);
+        }
+        if (run.traceback) {
+          const pre = document.createElement("pre");
+          pre.className = "traceback";
+          pre.textContent = run.traceback;
+          more.append(pre);
+        }
+        details.append(more);
+      }
+    }
+    wrap.append(table);
+    historyBody.append(wrap);
+  }
+
+  async function openHistory(name, opener) {
+    const response = await fetch(`${apiUrl}/${encodeURIComponent(name)}`, {
+      headers: { Accept: "application/json" }, credentials: "same-origin",
+    });
+    if (response.status === 401) return endSession();
+    if (!response.ok) return;
+    renderHistory(await response.json());
+    historyDialog.returnFocus = opener;
+    historyDialog.showModal();
+  }
+
+  page.addEventListener("click", (event) => {
+    const link = event.target.closest("[data-history]");
+    if (!link || typeof historyDialog.showModal !== "function") return;
+    event.preventDefault();
+    openHistory(link.dataset.history, link);
+  });
+  document.getElementById("history-close").addEventListener("click", () => historyDialog.close());
+  historyDialog.addEventListener("close", () => {
+    if (historyDialog.returnFocus) historyDialog.returnFocus.focus();
+  });
 
   function applyScheduler(scheduler) {
     const state = document.getElementById("scheduler-state");
@@ -127,28 +319,58 @@
   }
 
   // ---- stream and polling -------------------------------------------------------
+  //
+  // Browsers give a site six HTTP/1.1 connections and every EventSource holds one,
+  // so tabs share one stream: the tab holding the "stream" lock opens it and passes
+  // every event on over a BroadcastChannel; when that tab closes, another takes over.
+
+  const channel = "BroadcastChannel" in window ? new BroadcastChannel("codexdns-jobs") : null;
+  const sharing = Boolean(channel && navigator.locks && navigator.locks.request);
+  let leader = !sharing;
+  let streaming = false;
+  let lastNews = Date.now();
 
   function showConnection(text) {
     connectionState.hidden = !text;
     connectionState.textContent = text || "";
   }
 
+  function deliver(kind, data) {
+    if (kind === "logout") return endSession();
+    if (livePaused) return;
+    if (kind === "snapshot") applySnapshot(data);
+    else if (kind === "job") applyJob(data);
+    else if (kind === "scheduler") applyScheduler(data);
+  }
+
+  function received(kind, data) {
+    if (leader && channel) channel.postMessage({ kind, data });
+    deliver(kind, data);
+  }
+
+  function announce() {
+    if (leader && channel) channel.postMessage({ kind: "status", data: { streaming } });
+  }
+
   function connect() {
-    if (source || livePaused || ended) return;
+    if (source || ended || !leader) return;
     source = new EventSource(streamUrl);
     source.addEventListener("open", () => {
+      streaming = true;
       stopPolling();
       showConnection("");
+      announce();
     });
-    source.addEventListener("snapshot", (e) => applySnapshot(JSON.parse(e.data)));
-    source.addEventListener("job", (e) => applyJob(JSON.parse(e.data)));
-    source.addEventListener("scheduler", (e) => applyScheduler(JSON.parse(e.data)));
-    source.addEventListener("logout", () => endSession());
+    for (const kind of ["snapshot", "job", "scheduler", "logout"]) {
+      source.addEventListener(kind, (e) => received(kind, JSON.parse(e.data)));
+    }
     source.addEventListener("error", () => {
+      streaming = false;
+      announce();
       // The browser retries by itself; poll until the stream is open again.
       if (source && source.readyState === EventSource.CLOSED) {
         source = null;
-        setTimeout(connect, 3000);
+        if (!ended) setTimeout(connect, 3000);
       }
       showConnection("Live updates reconnecting; refreshing every 5 s");
       startPolling();
@@ -160,24 +382,25 @@
       source.close();
       source = null;
     }
+    streaming = false;
   }
 
   async function poll() {
-    if (livePaused || ended) return;
+    if (ended) return;
     try {
       const response = await fetch(apiUrl, {
         headers: { Accept: "application/json" },
         credentials: "same-origin",
       });
-      if (response.status === 401 || response.status === 403) return endSession();
-      if (response.ok) applySnapshot(await response.json());
+      if (response.status === 401 || response.status === 403) return received("logout", {});
+      if (response.ok) received("snapshot", await response.json());
     } catch (err) {
       showConnection("Cannot reach the server; retrying");
     }
   }
 
   function startPolling() {
-    if (pollTimer || livePaused || ended) return;
+    if (pollTimer || ended) return;
     const schedule = () => {
       pollTimer = setTimeout(async () => {
         await poll();
@@ -193,7 +416,9 @@
   }
 
   function endSession() {
+    if (ended) return;
     ended = true;
+    if (leader && channel) channel.postMessage({ kind: "logout", data: {} });
     disconnect();
     stopPolling();
     signedOut.hidden = false;
@@ -205,13 +430,32 @@
     liveToggle.textContent = paused ? "Resume live updates" : "Pause live updates";
     liveToggle.setAttribute("aria-pressed", paused ? "true" : "false");
     pausedIndicator.hidden = !paused;
-    if (paused) {
-      disconnect();
+    if (!paused) poll(); // catch up with what changed meanwhile
+  }
+
+  function follow() {
+    // Not the streaming tab: listen to the one that is, and poll only if it goes quiet.
+    channel.addEventListener("message", (event) => {
+      if (leader) return;
+      lastNews = Date.now();
+      const { kind, data } = event.data;
+      if (kind === "status") {
+        if (data.streaming) stopPolling();
+      } else {
+        stopPolling();
+        deliver(kind, data);
+      }
+    });
+    setInterval(() => {
+      if (!leader && Date.now() - lastNews > 12000) startPolling();
+    }, 5000);
+    navigator.locks.request("codexdns-jobs-stream", () => new Promise(() => {
+      leader = true;
       stopPolling();
-      showConnection("");
-    } else {
       connect();
-    }
+      setInterval(announce, 5000);
+    }));
+    poll(); // the page may have waited in the background: start from fresh state
   }
 
   // ---- controls --------------------------------------------------------------------
@@ -311,7 +555,9 @@
     }
   });
 
+  restoreFilters();
   setInterval(tickTimes, 1000);
   tickTimes();
-  connect();
+  if (sharing) follow();
+  else connect();
 })();
