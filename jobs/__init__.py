@@ -4,7 +4,7 @@ Settings, read from the app's settings mapping; each has a default:
 
 - ``JOBS_DEMO`` (default off): also register the demo jobs (``jobs/demo.py``).
 - ``JOBS_ZONES_DIR`` (default the shipped ``jobs/sample/zones/``): folder of ``*.zone``
-  files, each named after its zone, that ``dns_zone_check`` parses.
+  and ``*.zone.gz`` files, each named after its zone, that ``dns_zone_check`` parses.
 - ``JOBS_DNS_PROBE_NAMES`` (default ``localhost``): comma-separated names that
   ``dns_resolver_probe`` looks up through the system resolver.
 - ``JOBS_INSTANCE_PATH`` (default ``instance``, relative to the working directory): folder
