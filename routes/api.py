@@ -7,6 +7,7 @@ from flask_login import current_user
 from routes.access import admin_api
 from routes.errors import api_error
 from scheduler import IntervalError, JobBusyError, NotLeaderError, UnknownJobError
+from scheduler.native import call_off_hub
 
 bp = Blueprint("api", __name__, url_prefix="/api/jobs")
 
@@ -42,7 +43,7 @@ def show_job(name):
     """One job with its most recent runs, newest first."""
     try:
         job = engine().job(name)
-        job["runs"] = engine().runs(name, RUNS_SHOWN)
+        job["runs"] = call_off_hub(engine().runs, name, RUNS_SHOWN)
     except UnknownJobError as exc:
         return api_error(str(exc), 404)
     return jsonify(job)
@@ -101,8 +102,10 @@ def reset_interval(name):
 
 
 def _control(name, action, status, done):
+    """Apply a control (off the gevent hub: its database write may wait on a lock)
+    and answer as the client asked: JSON, or a redirect with a message."""
     try:
-        job = action(current_user.username)
+        job = call_off_hub(action, current_user.username)
     except UnknownJobError as exc:
         return _failure(name, str(exc), 404)
     except IntervalError as exc:

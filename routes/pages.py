@@ -4,6 +4,7 @@ from flask import Blueprint, abort, current_app, render_template
 
 from routes.access import admin_page
 from scheduler import UnknownJobError
+from scheduler.native import call_off_hub
 
 RUNS_SHOWN = 25
 
@@ -28,7 +29,8 @@ def history(name):
         job = engine.job(name)
     except UnknownJobError:
         abort(404)
-    return render_template("history.html", job=job, runs=engine.runs(name, RUNS_SHOWN))
+    runs = call_off_hub(engine.runs, name, RUNS_SHOWN)
+    return render_template("history.html", job=job, runs=runs)
 
 
 @bp.app_template_filter("relative")

@@ -55,20 +55,33 @@ def stream():
     sid = current_user.sid
     heartbeat = app.config["SSE_HEARTBEAT_SECONDS"]
     lifetime = app.config["SSE_MAX_AGE_SECONDS"] * random.uniform(0.9, 1.0)
-    subscription = engine.subscribe()
+
+    def signed_in():
+        user = accounts.user_for_session(sid)
+        return user is not None and user.is_admin
 
     def events():
+        # Subscribed here, not in the view: a response that is never iterated
+        # (HEAD, a client gone before the body) then holds no subscription.
+        subscription = engine.subscribe()
         try:
             yield frame(event=None, retry=RETRY_MS)
             snapshot = subscription.snapshot
             yield frame(snapshot, event="snapshot", id=snapshot["version"])
             ends_at = time.monotonic() + lifetime
-            last_sent = time.monotonic()
+            last_sent = last_checked = time.monotonic()
             while not subscription.closed:
                 now = time.monotonic()
                 if now >= ends_at:
                     return
-                wait = min(last_sent + heartbeat, ends_at) - now
+                if now - last_checked >= heartbeat:
+                    # Once a heartbeat interval, however busy the stream: signing
+                    # out elsewhere ends it within one interval.
+                    if not signed_in():
+                        yield frame({"reason": "signed out"}, event="logout")
+                        return
+                    last_checked = now
+                wait = min(last_sent + heartbeat, last_checked + heartbeat, ends_at) - now
                 changes = subscription.get(timeout=max(0.0, wait))
                 if changes == RESYNC:
                     snapshot = engine.snapshot()
@@ -82,10 +95,10 @@ def stream():
                     )
                     last_sent = time.monotonic()
                 elif time.monotonic() - last_sent >= heartbeat:
-                    user = accounts.user_for_session(sid)
-                    if user is None or not user.is_admin:
+                    if not signed_in():
                         yield frame({"reason": "signed out"}, event="logout")
                         return
+                    last_checked = time.monotonic()
                     yield comment("heartbeat")
                     last_sent = time.monotonic()
         finally:

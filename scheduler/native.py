@@ -129,3 +129,29 @@ class Signal:
                 self._queue.get_nowait()
             except Empty:
                 return True
+
+
+_off_hub_pool = None
+OFF_HUB_THREADS = 8
+
+
+def call_off_hub(fn, *args, **kwargs):
+    """Call ``fn`` so that it cannot stall a gevent hub: from the hub's thread it runs
+    on a dedicated pool of native threads while the calling greenlet waits (every
+    other greenlet, every open stream, keeps going); anywhere else it is just called.
+
+    For work that may block: a database write waiting on a lock, password hashing.
+    """
+    global _off_hub_pool
+    if not is_gevent_patched():
+        return fn(*args, **kwargs)
+    import gevent
+
+    if gevent.get_hub().thread_ident != get_ident():
+        return fn(*args, **kwargs)
+    if _off_hub_pool is None:
+        from gevent.threadpool import ThreadPool
+
+        # Not the hub's own pool: that one also resolves host names for gevent.
+        _off_hub_pool = ThreadPool(OFF_HUB_THREADS)
+    return _off_hub_pool.apply(fn, args, kwargs)
