@@ -35,7 +35,8 @@ def create_app(test_config=None):
     """Build the app from the environment (or ``test_config``); start nothing."""
     config = settings.load() if test_config is None else {**settings.load({}), **test_config}
     instance_path = os.path.abspath(config["JOBS_INSTANCE_PATH"])
-    os.makedirs(instance_path, exist_ok=True)
+    # The folder holds password hashes, the secret key and the initial password.
+    os.makedirs(instance_path, mode=0o700, exist_ok=True)
     app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
     app.config.update(config)
     app.config.update(
@@ -129,10 +130,15 @@ def _secret_key(instance_path):
     try:
         with open(path) as handle:
             key = handle.read().strip()
-        if key:
-            return key
     except FileNotFoundError:
-        pass
+        key = None
+    if key is not None:
+        if len(key) < 32:
+            raise SystemExit(
+                f"The secret key in {path} is empty or too short; delete the file to have "
+                "a new one generated (everyone will have to sign in again)."
+            )
+        return key
     key = secrets.token_hex(32)
     # Write it whole under a temporary name, then link it into place: a second
     # worker starting at the same moment either wins or reads the winner's key.

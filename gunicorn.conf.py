@@ -11,14 +11,12 @@ changes through the database (about five times a second), so a control posted
 to worker A reaches a stream held by worker B within a second.
 """
 
-import os
-
 import settings as _settings
 
 _config = _settings.load()
 
 bind = f"{_config['HOST']}:{_config['PORT']}"
-workers = int(os.environ.get("JOBS_WORKERS", "1"))
+workers = _config["JOBS_WORKERS"]
 worker_class = "serving.JobsGeventWorker"
 worker_connections = 10000
 # Streams end on their own (JOBS_SSE_MAX_AGE) and at shutdown; jobs get this long.

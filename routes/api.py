@@ -74,6 +74,10 @@ def resume(name):
 @admin_api
 def set_interval(name):
     """Run the job every ``interval`` (30s, 5m, 1h, 1d, 1h30m)."""
+    try:
+        engine().job(name)  # an unknown job is 404 whatever the body says
+    except UnknownJobError as exc:
+        return _failure(name, str(exc), 404)
     if request.is_json:
         body = request.get_json(silent=True)
         value = body.get("interval") if isinstance(body, dict) else None
