@@ -6,18 +6,14 @@ import secrets
 
 from flask import Flask, request
 from flask.sessions import SecureCookieSessionInterface
-from flask_login import LoginManager
-from flask_wtf.csrf import CSRFProtect
 
 import settings
 from accounts import Accounts
+from extensions import csrf, limiter, login_manager
 from jobs import build_registry
 from scheduler import Engine, Store
 
 log = logging.getLogger(__name__)
-
-csrf = CSRFProtect()
-login_manager = LoginManager()
 
 DATABASE_FILE = "jobs.db"
 SECRET_KEY_FILE = "secret-key"
@@ -80,6 +76,7 @@ def create_app(test_config=None):
 
     csrf.init_app(app)
     login_manager.init_app(app)
+    limiter.init_app(app)
 
     from routes import api, auth, errors, pages, stream
 

@@ -81,6 +81,12 @@ def load(environ=None):
         "JOBS_DNS_PROBE_NAMES": env_str(environ, "JOBS_DNS_PROBE_NAMES", None),
         "SECRET_KEY": env_str(environ, "SECRET_KEY", None),
         "SESSION_HOURS": env_float(environ, "JOBS_SESSION_HOURS", 12.0, minimum=0.01),
+        "LOGIN_FAILURES_PER_USER": env_int(
+            environ, "JOBS_LOGIN_FAILURES_PER_USER", 10, minimum=1, maximum=10000
+        ),
+        "LOGIN_FAILURES_PER_ADDRESS": env_int(
+            environ, "JOBS_LOGIN_FAILURES_PER_ADDRESS", 30, minimum=1, maximum=10000
+        ),
         "SSE_HEARTBEAT_SECONDS": env_float(environ, "JOBS_SSE_HEARTBEAT", 15.0, minimum=0.05),
         "SSE_MAX_AGE_SECONDS": env_float(environ, "JOBS_SSE_MAX_AGE", 600.0, minimum=0.1),
     }

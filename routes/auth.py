@@ -3,6 +3,7 @@
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
+from extensions import limiter
 from routes.access import DEFAULT_NEXT, safe_next
 from scheduler.native import call_off_hub
 
@@ -26,7 +27,25 @@ def index():
     return redirect(DEFAULT_NEXT)
 
 
+def _failed(response):
+    return response.status_code == 401
+
+
+def _username():
+    return "user:" + request.form.get("username", "").strip().lower()
+
+
+def _per_user():
+    return f"{current_app.config['LOGIN_FAILURES_PER_USER']} per minute"
+
+
+def _per_address():
+    return f"{current_app.config['LOGIN_FAILURES_PER_ADDRESS']} per minute"
+
+
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_per_user, key_func=_username, methods=["POST"], deduct_when=_failed)
+@limiter.limit(_per_address, methods=["POST"], deduct_when=_failed)
 def login():
     """The sign-in form; on success go to a same-site ``next`` or the jobs page."""
     target = safe_next(request.values.get("next"))

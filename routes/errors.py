@@ -60,6 +60,13 @@ def register(app):
         message = "Only administrators may open this page."
         return render_template("error.html", status=403, message=message), 403
 
+    @app.errorhandler(429)
+    def too_many(error):
+        message = "Too many failed sign-ins. Wait a minute, then try again."
+        if _is_api():
+            return api_error(message, 429)
+        return render_template("login.html", next="/admin/jobs", error=message), 429
+
     @app.errorhandler(404)
     def not_found(error):
         if _is_api():

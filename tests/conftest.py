@@ -79,6 +79,7 @@ def app(tmp_path, clock):
     """The app on a temporary instance folder, with the demo jobs, a manual clock,
     an ``admin`` and a non-admin ``viewer``; its scheduler is driven by hand."""
     from app import create_app
+    from extensions import limiter
 
     app = create_app(
         {
@@ -91,6 +92,7 @@ def app(tmp_path, clock):
             "SSE_MAX_AGE_SECONDS": 5.0,
         }
     )
+    limiter.reset()  # counters are per process; each test starts with none
     accounts = app.extensions["accounts"]
     accounts.create_user("admin", ADMIN_PASSWORD, admin=True)
     accounts.create_user("viewer", USER_PASSWORD, admin=False)
