@@ -3,6 +3,8 @@
 import gevent
 from gunicorn.workers.ggevent import GeventWorker
 
+from scheduler.native import call_off_hub
+
 
 class JobsGeventWorker(GeventWorker):
     """On SIGTERM, end the event streams at once (browsers reconnect elsewhere) and
@@ -12,4 +14,14 @@ class JobsGeventWorker(GeventWorker):
         super().handle_exit(sig, frame)
         engine = self.wsgi.extensions.get("jobs") if hasattr(self.wsgi, "extensions") else None
         if engine is not None:
-            gevent.spawn(engine.stop, grace=max(1, self.cfg.graceful_timeout - 5))
+            # Off the hub: stopping waits for jobs and the database, and the hub must
+            # keep serving the requests that are finishing meanwhile.
+            grace = max(1, self.cfg.graceful_timeout - 5)
+            gevent.spawn(call_off_hub, engine.stop, grace=grace)
+
+    def handle_request(self, listener_name, req, sock, addr):
+        super().handle_request(listener_name, req, sock, addr)
+        if not self.alive:
+            # A response that began before SIGTERM promised keep-alive; close the
+            # connection now rather than hold the worker up to `keepalive` seconds.
+            raise StopIteration()

@@ -53,21 +53,21 @@ def show_job(name):
 @admin_api
 def run_now(name):
     """Start a run now: 202 with the job, 409 while it is already running."""
-    return _control(name, lambda user: engine().run_now(name, user=user), 202, "started")
+    return _control(name, engine().run_now, 202, "started")
 
 
 @bp.post("/<name>/pause")
 @admin_api
 def pause(name):
     """Stop scheduled runs of the job."""
-    return _control(name, lambda user: engine().pause(name, user=user), 200, "paused")
+    return _control(name, engine().pause, 200, "paused")
 
 
 @bp.post("/<name>/resume")
 @admin_api
 def resume(name):
     """Schedule the job again."""
-    return _control(name, lambda user: engine().resume(name, user=user), 200, "resumed")
+    return _control(name, engine().resume, 200, "resumed")
 
 
 @bp.post("/<name>/interval")
@@ -85,31 +85,23 @@ def set_interval(name):
         value = request.form.get("interval")
     if value is None:
         return _failure(name, "Send an interval such as 30s, 5m, 1h, 1d or 1h30m.", 400)
-    return _control(
-        name,
-        lambda user: engine().set_interval(name, value, user=user),
-        200,
-        "now runs every {interval}",
-    )
+    return _control(name, engine().set_interval, 200, "now runs every {interval}", value)
 
 
 @bp.post("/<name>/reset")
 @admin_api
 def reset_interval(name):
     """Put the job back on its default interval."""
-    return _control(
-        name,
-        lambda user: engine().reset_interval(name, user=user),
-        200,
-        "back to its default interval of {interval}",
-    )
+    done = "back to its default interval of {interval}"
+    return _control(name, engine().reset_interval, 200, done)
 
 
-def _control(name, action, status, done):
-    """Apply a control (off the gevent hub: its database write may wait on a lock)
-    and answer as the client asked: JSON, or a redirect with a message."""
+def _control(name, control, status, done, *args):
+    """Call ``control(name, *args, user=...)``, an engine method, off the gevent hub
+    (its database write may wait on a lock; it needs no app context there), and
+    answer as the client asked: JSON, or a redirect with a message."""
     try:
-        job = call_off_hub(action, current_user.username)
+        job = call_off_hub(control, name, *args, user=current_user.username)
     except UnknownJobError as exc:
         return _failure(name, str(exc), 404)
     except IntervalError as exc:

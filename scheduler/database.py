@@ -2,9 +2,10 @@
 
 import os
 import sqlite3
+import time
 
 from .errors import StoreError
-from .native import Lock, get_ident
+from .native import Lock, get_ident, sleep
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -40,7 +41,7 @@ class Database:
                 )
                 conn.row_factory = sqlite3.Row
                 conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                conn.execute("PRAGMA journal_mode = WAL")
+                _switch_to_wal(conn)
                 # NORMAL keeps every commit across a killed process; only power loss
                 # can take the last ones back.
                 conn.execute("PRAGMA synchronous = NORMAL")
@@ -121,9 +122,7 @@ class Database:
         return self._write(upgrade)
 
     def component_version(self, component):
-        rows = self._read(
-            "SELECT version FROM schema_versions WHERE component = ?", (component,)
-        )
+        rows = self._read("SELECT version FROM schema_versions WHERE component = ?", (component,))
         return rows[0][0] if rows else 0
 
     def close(self):
@@ -136,6 +135,20 @@ class Database:
                 conn.close()
             except sqlite3.Error:
                 pass
+
+
+def _switch_to_wal(conn):
+    """Turn on WAL mode, retrying: when several processes open a new file at once,
+    switching the journal mode fails at once with "locked", ignoring busy_timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        sleep(0.01)
 
 
 def _statements(script):

@@ -30,6 +30,7 @@ from .events import EventBus
 from .executor import NativeExecutor
 from .intervals import format_interval, parse_interval
 from .native import Empty, Lock, SimpleQueue, start_thread
+from .native import sleep as native_sleep
 from .store import RunWriter
 from .timetable import Timetable
 
@@ -89,6 +90,9 @@ class Engine:
         self._stopping = False
         self._stopped = False
         self._threads_started = False
+        self._lease_lock = Lock()  # a renewal never lands after the release
+        self._exited = SimpleQueue()
+        self._thread_count = 0
         self.fault_backoff = 1.0  # seconds the loop waits after a failed step
 
     # -- lifecycle ---------------------------------------------------------------
@@ -129,10 +133,10 @@ class Engine:
             return
         self._threads_started = True
         self.writer.start()
-        start_thread(self._keep_lease_forever, name="jobs-lease")
-        start_thread(self._sync_forever, name="jobs-sync")
+        self._spawn(self._keep_lease_forever, name="jobs-lease")
+        self._spawn(self._sync_forever, name="jobs-sync")
         if self.run_jobs:
-            start_thread(self._loop_forever, name="jobs-loop")
+            self._spawn(self._loop_forever, name="jobs-loop")
 
     def stop(self, grace=10.0):
         """Stop scheduling, give running jobs ``grace`` seconds, record the rest as
@@ -147,16 +151,42 @@ class Engine:
         self._sync_wait.put(None)
         if not self.wait_idle(grace):
             self._interrupt_running()
-        if self._holding:
-            try:
-                self.store.release_lease(self.owner, self.clock.now())
-            except StoreError as exc:
-                log.error("Could not release the scheduler lease: %s", exc)
-        self._holding = False
-        self._set_leader(False)
+        # Every record on disk before the lease goes: a successor must not read a
+        # stale next slot or take a finished run for an interrupted one.
         self.writer.stop()
+        with self._lease_lock:
+            if self._holding:
+                try:
+                    self.store.release_lease(self.owner, self.clock.now())
+                except StoreError as exc:
+                    log.error("Could not release the scheduler lease: %s", exc)
+            self._holding = False
+        self._set_leader(False)
         self.executor.shutdown()
         self.bus.close_all()
+        self._join_threads(timeout=5.0)
+
+    def _spawn(self, target, name):
+        """Start one of the engine's own threads; ``stop()`` waits for it to end."""
+
+        def run():
+            try:
+                target()
+            finally:
+                self._exited.put(name)
+
+        self._thread_count += 1
+        start_thread(run, name=name)
+
+    def _join_threads(self, timeout):
+        deadline = time.monotonic() + timeout
+        while self._thread_count:
+            try:
+                self._exited.get(timeout=max(0.0, deadline - time.monotonic()))
+            except Empty:
+                log.warning("%d scheduler threads did not end in time", self._thread_count)
+                return
+            self._thread_count -= 1
 
     def wait_idle(self, timeout=5.0):
         """Wait (on the real clock) until no job is running; True if none is."""
@@ -170,7 +200,7 @@ class Engine:
                 return True
             if time.monotonic() >= deadline:
                 return False
-            time.sleep(0.005)
+            native_sleep(0.005)
 
     def _interrupt_running(self):
         now = self.clock.now()
@@ -636,6 +666,17 @@ class Engine:
 
     def keep_lease(self):
         """Renew or try to take the lease once; tell the loop if leadership changed."""
+        with self._lease_lock:
+            self._keep_lease_locked()
+        try:
+            self._lease_info = self.store.lease()
+        except StoreError:
+            pass
+        running = self.scheduler_info()["running"]
+        if running != self._reported_running:
+            self._publish_scheduler()
+
+    def _keep_lease_locked(self):
         now, mono = self.clock.now(), self.clock.monotonic()
         if self.run_jobs and not self._stopping:
             try:
@@ -657,13 +698,6 @@ class Engine:
                 self._holding = False
                 self._commands.put(("follow", None))
                 self._wake.put(None)
-        try:
-            self._lease_info = self.store.lease()
-        except StoreError:
-            pass
-        running = self.scheduler_info()["running"]
-        if running != self._reported_running:
-            self._publish_scheduler()
 
     # -- following the other processes ----------------------------------------------
 

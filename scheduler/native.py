@@ -22,8 +22,10 @@ if _monkey is not None:
     start_new_thread, allocate_lock, get_ident = _monkey.get_original(
         "_thread", ("start_new_thread", "allocate_lock", "get_ident")
     )
+    sleep = _monkey.get_original("time", "sleep")
 else:
     from _thread import allocate_lock, get_ident, start_new_thread
+    from time import sleep
 
 __all__ = [
     "Empty",
@@ -32,6 +34,7 @@ __all__ = [
     "SimpleQueue",
     "get_ident",
     "is_gevent_patched",
+    "sleep",
     "start_thread",
 ]
 
