@@ -13,7 +13,7 @@ import sqlite3
 
 from .database import Database
 from .errors import StoreError
-from .native import Empty, Lock, SimpleQueue, start_thread
+from .native import Empty, Lock, SimpleQueue, sleep, start_thread
 
 log = logging.getLogger(__name__)
 
@@ -496,8 +496,6 @@ class RunWriter:
         return batch
 
     def _run(self):
-        import time
-
         while True:
             batch = self._drain(block=True)
             writes = [item for item in batch if item is not None and not _is_lock(item)]
@@ -513,7 +511,7 @@ class RunWriter:
                     if attempts >= self._max_attempts:
                         writes = self._write_one_by_one(writes)
                         break
-                    time.sleep(self._retry_delay * attempts)
+                    sleep(self._retry_delay * attempts)
             for item in batch:
                 if _is_lock(item):
                     item.release()
