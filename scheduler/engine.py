@@ -706,9 +706,13 @@ class Engine:
         the scheduler published, and (in the scheduler) run-now requests they queued."""
         version = self.store.data_version()
         if version == self._data_version and self._synced_seq is not None:
-            return
+            return  # nothing at all was committed since the last look
         self._data_version = version
-        newest, settings, live = self.store.changes_since(self._synced_seq or 0)
+        if self._synced_seq is not None and self.store.change_seq() == self._synced_seq:
+            return  # only lease renewals and run records: nothing to follow
+        newest, settings, live = self.store.changes_since(
+            self._synced_seq or 0, live=not self.leader
+        )
         self._synced_seq = newest
         events = []
         now = self.clock.now()

@@ -325,8 +325,9 @@ class Store(Database):
         """A number that changes whenever another connection commits to the file."""
         return self._read("PRAGMA data_version")[0][0]
 
-    def changes_since(self, seq):
-        """(newest seq, settings rows, live rows) changed after ``seq``."""
+    def changes_since(self, seq, live=True):
+        """(newest seq, settings rows, live rows) changed after ``seq`` (live rows only
+        when ``live``: the scheduler itself has no use for them)."""
         conn = self._connection()
         try:
             conn.execute("BEGIN")
@@ -341,7 +342,7 @@ class Store(Database):
                 ).fetchall()
                 live = conn.execute(
                     "SELECT job, data, origin, seq FROM job_live WHERE seq > ? ORDER BY seq",
-                    (seq,),
+                    (seq if live else 2**62,),
                 ).fetchall()
             finally:
                 conn.execute("COMMIT")
@@ -353,12 +354,19 @@ class Store(Database):
 
     def add_command(self, job, action, *, user, at, origin):
         """Queue a control for whichever process runs the scheduler."""
-        self._write(
-            lambda conn: conn.execute(
+
+        def write(conn):
+            conn.execute(
                 "INSERT INTO commands (job, action, user, at, origin) VALUES (?, ?, ?, ?, ?)",
                 (job, action, user, at, origin),
             )
-        )
+            _next_seq(conn)  # so the scheduler's cheap look at the counter sees it
+
+        self._write(write)
+
+    def change_seq(self):
+        """The change counter: it moves with every saved control, live state or command."""
+        return self._read("SELECT value FROM counters WHERE name = 'changes'")[0][0]
 
     def take_commands(self):
         """Remove and return every queued control, oldest first."""
