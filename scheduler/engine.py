@@ -82,7 +82,9 @@ class Engine:
         self._lease_valid_until = None
         self._lease_info = None
         self._reported_running = False
-        self.sync_interval = 0.2  # seconds between looks at other processes' changes
+        # Seconds between looks at what other processes changed: a control saved by
+        # another worker reaches this one's streams within this time.
+        self.sync_interval = 0.5
         self._sync_wait = SimpleQueue()
         self._data_version = None
         self._synced_seq = None
@@ -771,7 +773,7 @@ class Engine:
         )
 
     def _keep_lease_forever(self):
-        interval = self.lease_ttl / 5
+        interval = self.lease_ttl / 4
         while not self._stopping:
             try:
                 self.keep_lease()
