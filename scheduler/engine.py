@@ -93,6 +93,8 @@ class Engine:
         self._stopped = False
         self._threads_started = False
         self._lease_lock = Lock()  # a renewal never lands after the release
+        self._live_lock = Lock()
+        self._live_pending = {}  # job -> latest raw state not yet written for others
         self._exited = SimpleQueue()
         self._thread_count = 0
         self.fault_backoff = 1.0  # seconds the loop waits after a failed step
@@ -120,7 +122,7 @@ class Engine:
                     state.last_traceback = row["last_traceback"]
                     state.last_slot = row["last_slot"]
                     state.next_run = None if state.paused else row["next_run"]
-                state.recent = recent.get(name, [])
+                state.recent = [st.recent_run(*row) for row in recent.get(name, [])]
         return rows
 
     def start(self, threads=True):
@@ -331,8 +333,9 @@ class Engine:
 
     def _dispatch_due(self, now):
         started, skipped = [], []
-        with self._lock:
-            for name in self._timetable.due(now):
+        for name in self._timetable.due(now):
+            # The lock is taken per job, so runs that finish meanwhile are not held up.
+            with self._lock:
                 slot = self._timetable.next_run(name)
                 state = self._states[name]
                 state.next_run = self._timetable.advance(name, now)
@@ -342,10 +345,12 @@ class Engine:
                     continue
                 self.executor.submit(partial(self._execute, run))
                 started.append((state, run))
-            # Publishing and recording come after every due job has been handed over.
-            events = [self._capture(state) for state, _ in started]
-            events += [self._capture(state) for state in skipped]
-            records = [(run, state.next_run) for state, run in started]
+        # Publishing and recording come after every due job has been handed over.
+        events = []
+        for state in [s for s, _ in started] + skipped:
+            with self._lock:
+                events.append(self._capture(state))
+        records = [(run, state.next_run) for state, run in started]
         for state in skipped:
             log.info("Skipped a slot of %s: its previous run is still going", state.name)
             self.writer.submit(partial(_save_next_run, self.store, state.name, state.next_run))
@@ -653,11 +658,24 @@ class Engine:
         return state.to_dict(), st.state_to_raw(state)
 
     def _emit(self, events):
-        """Publish job changes here and, from the scheduler, to the other processes."""
+        """Publish job changes here and, from the scheduler, to the other processes
+        (through the database, where only each job's latest state is written)."""
+        flush = False
         for data, raw in events:
             self.bus.publish("job", data["name"], data)
             if self.leader:
-                self.writer.submit(partial(_save_live, self.store, data["name"], raw, self.owner))
+                with self._live_lock:
+                    flush = flush or not self._live_pending
+                    self._live_pending[data["name"]] = raw
+        if flush:
+            self.writer.submit(self._write_live)
+
+    def _write_live(self, conn):
+        """In the writer: save the latest live state of every job that changed."""
+        with self._live_lock:
+            pending, self._live_pending = self._live_pending, {}
+        for name, raw in pending.items():
+            self.store.save_live(conn, name, raw, self.owner)
 
     def _publish_scheduler(self):
         info = self.scheduler_info()
@@ -816,10 +834,6 @@ def _record_finish(store, run, conn):
 
 def _record_log(store, run, conn):
     store.update_run_log(conn, run)
-
-
-def _save_live(store, name, raw, owner, conn):
-    store.save_live(conn, name, raw, owner)
 
 
 def _save_next_run(store, name, next_run, conn):

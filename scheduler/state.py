@@ -85,7 +85,7 @@ class JobState:
     next_run: float | None = None
     current: Run | None = None
     stuck: bool = False
-    recent: list = field(default_factory=list)  # [started_at, duration, outcome], oldest first
+    recent: list = field(default_factory=list)  # recent_run() dicts, oldest first
 
     @property
     def name(self):
@@ -135,20 +135,22 @@ class JobState:
             "progress": progress,
             "stuck": self.stuck,
             "timeout_seconds": self.definition.timeout,
-            "recent_runs": [
-                {
-                    "started_at": to_iso(started),
-                    "duration_ms": None if duration is None else round(duration * 1000, 3),
-                    "outcome": outcome,
-                }
-                for started, duration, outcome in self.recent
-            ],
+            "recent_runs": list(self.recent),
         }
 
     def remember(self, run):
         """Keep a finished run's duration and outcome for the card's chart."""
-        self.recent.append([run.started_at, run.duration, run.outcome])
+        self.recent.append(recent_run(run.started_at, run.duration, run.outcome))
         del self.recent[:-RECENT_RUNS]
+
+
+def recent_run(started_at, duration, outcome):
+    """One bar of a card's chart, formatted once (it is sent with every change)."""
+    return {
+        "started_at": to_iso(started_at),
+        "duration_ms": None if duration is None else round(duration * 1000, 3),
+        "outcome": outcome,
+    }
 
 
 RAW_FIELDS = (

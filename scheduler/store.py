@@ -261,7 +261,7 @@ class Store(Database):
         return result
 
     def recent_runs(self, jobs, limit):
-        """{job: [[started_at, duration, outcome], ...]} of each job's last finished runs,
+        """{job: [(started_at, duration, outcome), ...]} of each job's last finished runs,
         oldest first."""
         result = {}
         for job in jobs:
@@ -270,7 +270,7 @@ class Store(Database):
                 " AND outcome != 'running' ORDER BY started_at DESC, id DESC LIMIT ?",
                 (job, limit),
             )
-            result[job] = [[r[0], r[1], r[2]] for r in reversed(rows)]
+            result[job] = [(r[0], r[1], r[2]) for r in reversed(rows)]
         return result
 
     def count_runs(self, job=None):

@@ -6,6 +6,9 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from helpers import ADMIN_PASSWORD, USER_PASSWORD, AuthActions  # noqa: E402
 
 from scheduler import Engine, JobRegistry, ManualClock, Store  # noqa: E402
 
@@ -62,16 +65,7 @@ def make_engine(store, clock):
         engine.stop(grace=2.0)
 
 
-def settle(engine, timeout=5.0):
-    """Wait for started runs to finish and their records to be written."""
-    assert engine.wait_idle(timeout), "a job run did not finish in time"
-    engine.writer.flush()
-
-
 # -- the web app ------------------------------------------------------------------
-
-ADMIN_PASSWORD = "correct horse battery"
-USER_PASSWORD = "plain user password"
 
 
 @pytest.fixture
@@ -114,33 +108,6 @@ def client(app):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
-
-
-class AuthActions:
-    """Sign in and out through the real form, CSRF token included."""
-
-    def __init__(self, client):
-        self._client = client
-
-    def csrf_token(self, path="/login"):
-        import re
-
-        page = self._client.get(path).get_data(as_text=True)
-        match = re.search(r'name="csrf_token" value="([^"]+)"', page) or re.search(
-            r'data-csrf-token="([^"]+)"', page
-        )
-        assert match, f"no CSRF token on {path}"
-        return match.group(1)
-
-    def login(self, username="admin", password=ADMIN_PASSWORD, next=None):
-        data = {"username": username, "password": password, "csrf_token": self.csrf_token()}
-        if next is not None:
-            data["next"] = next
-        return self._client.post("/login", data=data)
-
-    def logout(self):
-        token = self.csrf_token("/admin/jobs")
-        return self._client.post("/logout", data={"csrf_token": token})
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import threading
 from functools import partial
 
 import pytest
-from conftest import ADMIN_PASSWORD, AuthActions, settle
+from helpers import ADMIN_PASSWORD, AuthActions, settle
 from werkzeug.security import generate_password_hash
 
 import accounts

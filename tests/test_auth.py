@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import ADMIN_PASSWORD, USER_PASSWORD, AuthActions
+from helpers import ADMIN_PASSWORD, USER_PASSWORD, AuthActions
 from werkzeug.security import generate_password_hash
 
 import accounts

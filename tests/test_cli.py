@@ -4,7 +4,7 @@ import re
 from functools import partial
 
 import pytest
-from conftest import ADMIN_PASSWORD
+from helpers import ADMIN_PASSWORD
 from werkzeug.security import generate_password_hash
 
 import accounts

@@ -4,7 +4,7 @@ import threading
 import time
 
 import pytest
-from conftest import settle
+from helpers import settle
 
 from scheduler import (
     RESYNC,

@@ -2,7 +2,7 @@
 engines with a manual clock; tests/test_lease_processes.py uses real processes)."""
 
 import pytest
-from conftest import settle
+from helpers import settle
 
 from scheduler import Engine, NotLeaderError
 

@@ -1,7 +1,7 @@
 """Failed sign-ins are rate limited per username and per client address."""
 
 import pytest
-from conftest import ADMIN_PASSWORD
+from helpers import ADMIN_PASSWORD
 
 
 @pytest.fixture

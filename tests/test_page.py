@@ -8,7 +8,7 @@ from functools import partial
 from html.parser import HTMLParser
 
 import pytest
-from conftest import ADMIN_PASSWORD, AuthActions, settle
+from helpers import ADMIN_PASSWORD, AuthActions, settle
 from werkzeug.security import generate_password_hash
 
 import accounts

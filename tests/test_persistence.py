@@ -4,7 +4,7 @@ import sqlite3
 import threading
 
 import pytest
-from conftest import settle
+from helpers import settle
 
 from scheduler import Engine, Store, StoreError
 from scheduler.clock import to_iso

@@ -4,7 +4,7 @@ its own owner id, standing for separate processes; see test_lease_processes.py
 for real ones)."""
 
 import pytest
-from conftest import settle
+from helpers import settle
 
 from scheduler import Engine, JobBusyError
 

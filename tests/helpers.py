@@ -1,0 +1,40 @@
+"""Things tests share that are not fixtures: passwords, sign-in steps, waiting for runs.
+
+(Kept out of conftest.py so that test modules can import them by a name that no
+other folder's conftest shadows.)"""
+
+ADMIN_PASSWORD = "correct horse battery"
+USER_PASSWORD = "plain user password"
+
+
+def settle(engine, timeout=5.0):
+    """Wait for started runs to finish and their records to be written."""
+    assert engine.wait_idle(timeout), "a job run did not finish in time"
+    engine.writer.flush()
+
+
+class AuthActions:
+    """Sign in and out through the real form, CSRF token included."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def csrf_token(self, path="/login"):
+        import re
+
+        page = self._client.get(path).get_data(as_text=True)
+        match = re.search(r'name="csrf_token" value="([^"]+)"', page) or re.search(
+            r'data-csrf-token="([^"]+)"', page
+        )
+        assert match, f"no CSRF token on {path}"
+        return match.group(1)
+
+    def login(self, username="admin", password=ADMIN_PASSWORD, next=None):
+        data = {"username": username, "password": password, "csrf_token": self.csrf_token()}
+        if next is not None:
+            data["next"] = next
+        return self._client.post("/login", data=data)
+
+    def logout(self):
+        token = self.csrf_token("/admin/jobs")
+        return self._client.post("/logout", data={"csrf_token": token})
