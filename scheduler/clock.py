@@ -50,4 +50,6 @@ def to_iso(timestamp):
     """ISO 8601 UTC with milliseconds and a Z (``2026-11-25T17:38:12.345Z``), or None."""
     if timestamp is None:
         return None
-    return to_datetime(timestamp).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    whole = int(timestamp // 1)
+    millis = int((timestamp - whole) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"

@@ -1,5 +1,7 @@
 """The state of each job and of each run, and the one rule that gives a job's status."""
 
+import functools
+import itertools
 import uuid
 from dataclasses import dataclass, field
 
@@ -22,6 +24,15 @@ MAX_RESULT_LENGTH = 500
 RECENT_RUNS = 20
 
 
+_RUN_ID_PREFIX = uuid.uuid4().hex[:12]
+_run_numbers = itertools.count(1)
+
+
+def new_run_id():
+    """An id unique across processes and restarts, without a system call per run."""
+    return f"{_RUN_ID_PREFIX}{next(_run_numbers):08x}"
+
+
 @dataclass
 class Run:
     """One execution of a job, from start to outcome."""
@@ -33,7 +44,7 @@ class Run:
     user: str | None = None
     slot: float | None = None
     deadline: float | None = None  # monotonic time after which the run is stuck
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = field(default_factory=lambda: new_run_id())
     finished_at: float | None = None
     outcome: str = IN_PROGRESS
     error: str | None = None
@@ -118,9 +129,9 @@ class JobState:
             "category": self.definition.category,
             "description": self.definition.description,
             "status": self.status,
-            "interval": format_interval(self.interval),
+            "interval": _interval_text(self.interval),
             "interval_seconds": self.interval,
-            "default_interval": self.definition.interval_text,
+            "default_interval": _interval_text(self.definition.interval),
             "interval_overridden": self.interval_overridden,
             "paused": self.paused,
             "run_count": self.run_count,
@@ -142,6 +153,11 @@ class JobState:
         """Keep a finished run's duration and outcome for the card's chart."""
         self.recent.append(recent_run(run.started_at, run.duration, run.outcome))
         del self.recent[:-RECENT_RUNS]
+
+
+@functools.lru_cache(maxsize=4096)
+def _interval_text(seconds):
+    return format_interval(seconds)
 
 
 def recent_run(started_at, duration, outcome):
