@@ -120,6 +120,10 @@
 
   const SVG = "http://www.w3.org/2000/svg";
 
+  function duration(ms) {
+    return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
+  }
+
   function drawChart(card, job) {
     const svg = field(card, "chart");
     const runs = job.recent_runs || [];
@@ -143,16 +147,17 @@
       if (failed) {
         const mark = document.createElementNS(SVG, "text");
         mark.setAttribute("x", String(200 - (runs.length - index - 0.5) * width));
-        mark.setAttribute("y", "9");
+        // Inside a bar tall enough to hold it, else just above the bar.
+        mark.setAttribute("y", String(height >= 12 ? 36 - height / 2 + 3.5 : 34 - height));
         mark.setAttribute("class", "bar-mark");
         mark.textContent = "×";
         svg.append(mark);
       }
     });
     const failures = runs.filter((r) => r.outcome !== "ok").length;
-    const slowest = runs.length ? `, slowest ${Math.round(longest)} ms` : "";
     const label = runs.length
-      ? `last ${runs.length} runs, ${failures} failed${slowest}`
+      ? `${runs.length === 1 ? "last run" : `last ${runs.length} runs`}, ${failures} failed, `
+        + `${runs.length === 1 ? "took" : "slowest"} ${duration(longest)}`
       : "no runs yet";
     field(card, "chart_caption").textContent = label;
     svg.setAttribute("aria-label", `Durations of recent runs of ${job.name}: ${label}`);
@@ -231,7 +236,8 @@
     const table = document.createElement("table");
     table.className = "runs";
     const head = table.createTHead().insertRow();
-    for (const name of ["Started", "Duration", "Outcome", "Trigger", "Details"]) {
+    const columns = ["Started", "Duration", "Outcome", "Trigger", "Details"];
+    for (const name of columns) {
       const th = document.createElement("th");
       th.scope = "col";
       th.textContent = name;
@@ -278,6 +284,8 @@
         }
         details.append(more);
       }
+      // Shown before each value where the table is laid out as blocks (narrow screens).
+      [...row.cells].forEach((td, index) => { td.dataset.label = columns[index]; });
     }
     wrap.append(table);
     historyBody.append(wrap);
@@ -313,9 +321,19 @@
     document.getElementById("persistence-state").hidden = scheduler.persistence_ok !== false;
   }
 
+  // How many live updates (stream or poll) each card has had.  A control's answer can
+  // arrive after the stream already showed what happened next (a quick run that has
+  // finished): it is then older than the card and is not applied.
+  const liveUpdates = new Map();
+
+  function applyLiveJob(job) {
+    liveUpdates.set(job.name, (liveUpdates.get(job.name) || 0) + 1);
+    applyJob(job);
+  }
+
   function applySnapshot(snapshot) {
     applyScheduler(snapshot.scheduler);
-    for (const job of snapshot.jobs) applyJob(job);
+    for (const job of snapshot.jobs) applyLiveJob(job);
   }
 
   // ---- stream and polling -------------------------------------------------------
@@ -339,7 +357,7 @@
     if (kind === "logout") return endSession();
     if (livePaused) return;
     if (kind === "snapshot") applySnapshot(data);
-    else if (kind === "job") applyJob(data);
+    else if (kind === "job") applyLiveJob(data);
     else if (kind === "scheduler") applyScheduler(data);
   }
 
@@ -387,13 +405,20 @@
 
   async function poll() {
     if (ended) return;
+    const updatesBefore = new Map(liveUpdates);
     try {
       const response = await fetch(apiUrl, {
         headers: { Accept: "application/json" },
         credentials: "same-origin",
       });
       if (response.status === 401 || response.status === 403) return received("logout", {});
-      if (response.ok) received("snapshot", await response.json());
+      if (response.ok) {
+        const snapshot = await response.json();
+        // A job the stream updated while this read was on its way is newer on the card.
+        snapshot.jobs = snapshot.jobs.filter(
+          (job) => (liveUpdates.get(job.name) || 0) === (updatesBefore.get(job.name) || 0));
+        received("snapshot", snapshot);
+      }
     } catch (err) {
       showConnection("Cannot reach the server; retrying");
     }
@@ -421,6 +446,7 @@
     if (leader && channel) channel.postMessage({ kind: "logout", data: {} });
     disconnect();
     stopPolling();
+    showConnection("");
     signedOut.hidden = false;
     for (const button of page.querySelectorAll(".controls button")) button.disabled = true;
   }
@@ -490,14 +516,20 @@
     const card = form.closest(".card");
     const control = form.dataset.control;
     const button = form.querySelector("button[type=submit]");
+    // Disabling the button drops its focus: give it back once it is usable again.
+    const hadFocus = document.activeElement === button;
     button.disabled = true;
+    const updatesBefore = liveUpdates.get(card.dataset.job) || 0;
     try {
       const { ok, body } = await post(form);
       if (control === "interval") {
         const error = form.querySelector(".field-error");
         if (ok) {
           error.textContent = "";
-          form.closest("details").open = false;
+          const editor = form.closest("details");
+          const focusWasInside = editor.contains(document.activeElement) || hadFocus;
+          editor.open = false;
+          if (focusWasInside) editor.querySelector("summary").focus();
         } else {
           error.textContent = body.error;
           form.querySelector("input[name=interval]").focus();
@@ -505,11 +537,12 @@
       } else if (!ok) {
         showCardError(card, body.error);
       }
-      if (ok) applyJob(body);
+      if (ok && (liveUpdates.get(card.dataset.job) || 0) === updatesBefore) applyJob(body);
     } catch (err) {
       showCardError(card, "Cannot reach the server; the change was not sent.");
     } finally {
       if (control !== "run" || card.dataset.status !== "running") button.disabled = false;
+      if (hadFocus && !button.disabled && document.activeElement === document.body) button.focus();
     }
   });
 
