@@ -7,7 +7,7 @@ NODE_STAMP := node_modules/.installed
 
 .PHONY: run test test-fast lint format screenshots clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
