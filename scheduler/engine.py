@@ -14,6 +14,7 @@ change (so an acknowledged change survives a crash), update the state, publish
 an event and return the job's new state.
 """
 
+import itertools
 import logging
 import os
 import socket
@@ -67,7 +68,8 @@ class Engine:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease_ttl = float(lease_ttl)
         self.stagger = stagger
-        self.bus = bus or EventBus()
+        # A burst of every job starting and finishing must not force a resync.
+        self.bus = bus or EventBus(max_pending=max(1000, 4 * len(registry)))
         self.writer = RunWriter(store)
         self.executor = NativeExecutor(max_workers=max_workers)
         self._states = {d.name: st.JobState(d, interval=d.interval) for d in registry}
@@ -94,6 +96,9 @@ class Engine:
         self._threads_started = False
         self._lease_lock = Lock()  # a renewal never lands after the release
         self._live_lock = Lock()
+        self._emit_lock = Lock()
+        self._capture_stamps = itertools.count()
+        self._emitted_stamps = {}  # job -> stamp of the newest state published
         self._live_pending = {}  # job -> latest raw state not yet written for others
         self._exited = SimpleQueue()
         self._thread_count = 0
@@ -343,6 +348,10 @@ class Engine:
                 if run is None:
                     skipped.append(state)
                     continue
+                # The start record is queued before the run can finish and queue its end.
+                self.writer.submit(
+                    partial(_record_start, self.store, self.owner, run, state.next_run)
+                )
                 self.executor.submit(partial(self._execute, run))
                 started.append((state, run))
         # Publishing and recording come after every due job has been handed over.
@@ -350,12 +359,9 @@ class Engine:
         for state in [s for s, _ in started] + skipped:
             with self._lock:
                 events.append(self._capture(state))
-        records = [(run, state.next_run) for state, run in started]
         for state in skipped:
             log.info("Skipped a slot of %s: its previous run is still going", state.name)
             self.writer.submit(partial(_save_next_run, self.store, state.name, state.next_run))
-        for run, next_run in records:
-            self.writer.submit(partial(_record_start, self.store, self.owner, run, next_run))
         self._emit(events)
 
     def _flag_stuck_runs(self):
@@ -501,10 +507,9 @@ class Engine:
                     f"{name} is already running (started {to_iso(state.last_started_at)}); "
                     "wait for it to finish."
                 )
+            self.writer.submit(partial(_record_start, self.store, self.owner, run, state.next_run))
             self.executor.submit(partial(self._execute, run))
             event = self._capture(state)
-            next_run = state.next_run
-        self.writer.submit(partial(_record_start, self.store, self.owner, run, next_run))
         self.writer.submit(
             lambda conn: self.store.add_audit(conn, now, user, name, "run", None, run.id)
         )
@@ -654,19 +659,29 @@ class Engine:
         }
 
     def _capture(self, state):
-        """The job's view and its raw state, taken under the lock, for ``_emit``."""
-        return state.to_dict(), st.state_to_raw(state)
+        """The job's view and its raw state, taken under the lock, for ``_emit``, with
+        a stamp that orders captures of the same job."""
+        return state.to_dict(), st.state_to_raw(state), next(self._capture_stamps)
 
     def _emit(self, events):
         """Publish job changes here and, from the scheduler, to the other processes
         (through the database, where only each job's latest state is written)."""
         flush = False
-        for data, raw in events:
-            self.bus.publish("job", data["name"], data)
-            if self.leader:
-                with self._live_lock:
-                    flush = flush or not self._live_pending
-                    self._live_pending[data["name"]] = raw
+        with self._emit_lock:
+            for data, raw, stamp in events:
+                name = data["name"]
+                # Captures are taken under the engine lock but published after it is
+                # released, so two threads can race here: an older state must never
+                # be published after a newer one (the page would show it until the
+                # job's next change).
+                if stamp <= self._emitted_stamps.get(name, -1):
+                    continue
+                self._emitted_stamps[name] = stamp
+                self.bus.publish("job", name, data)
+                if self.leader:
+                    with self._live_lock:
+                        flush = flush or not self._live_pending
+                        self._live_pending[name] = raw
         if flush:
             self.writer.submit(self._write_live)
 

@@ -524,3 +524,30 @@ def test_status_follows_one_rule():
 
 def test_registry_is_not_global():
     assert len(JobRegistry()) == 0
+
+
+def test_an_older_state_published_late_never_replaces_a_newer_one(registry, make_engine):
+    calls_of(registry, "a")
+    engine = make_engine(registry)
+    state = engine._states["a"]
+    with engine._lock:
+        state.paused = True
+        older = engine._capture(state)
+        state.paused = False
+        newer = engine._capture(state)
+    with engine.subscribe() as subscription:
+        # Two threads captured in this order but publish in the other order.
+        engine._emit([newer])
+        engine._emit([older])
+        events = subscription.get(timeout=1)
+    assert [e.data["paused"] for e in events] == [False]
+
+
+def test_a_run_that_finishes_at_once_is_recorded_as_finished(registry, make_engine, store):
+    calls_of(registry, "quick", interval="1s")
+    engine = make_engine(registry)
+    for _ in range(50):
+        engine.run_now("quick")
+        assert engine.wait_idle(2)
+    engine.writer.flush()
+    assert [r["outcome"] for r in store.runs("quick", 100)] == ["ok"] * 50
