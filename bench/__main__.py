@@ -1,6 +1,6 @@
 """Run every benchmark in turn: ``.venv/bin/python -m bench [--quick] [--no-wait]``.
 
-Full sizes take about 10 minutes on a 2-core machine (more if other processes keep
+Full sizes take 11-13 minutes on a 2-core machine (more if other processes keep
 it busy: each run first waits up to 10 s for a quiet machine); ``--quick`` about 3.
 """
 
