@@ -114,23 +114,14 @@ def run_ours(base, window, busy, samples, delivered, stamped):
 
 def run_apscheduler(base, window, busy, samples):
     import logging
-    import threading
     from datetime import UTC, datetime
 
-    import apscheduler.executors.pool as aps_pool
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.triggers.date import DateTrigger
     from apscheduler.triggers.interval import IntervalTrigger
 
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
-    slot_of = threading.local()
-    original_run_job = aps_pool.run_job
-
-    def run_job(job, jobstore_alias, run_times, logger_name):
-        slot_of.run_time = run_times[-1]  # which slot this run is for
-        return original_run_job(job, jobstore_alias, run_times, logger_name)
-
-    aps_pool.run_job = run_job
+    slot_of = common.record_apscheduler_slots()
 
     def tick():
         started = time.time()
@@ -252,13 +243,7 @@ def main(argv=None):
     if args.switch_interval:
         cases.append(("ours", args.switch_interval))
     for contender, switch_interval in cases:
-        load = common.wait_for_quiet() if not args.no_wait else None
-        print(
-            f"# busy job: {contender} ({duration} s), other load before: "
-            f"{'n/a' if load is None else f'{load:.2f}'}",
-            file=sys.stderr,
-            flush=True,
-        )
+        common.announce(f"busy job: {contender} ({duration} s)", args.no_wait)
         result = common.run_worker(
             f"bench.{NAME}", [contender, duration, switch_interval], timeout=duration + 60
         )
@@ -294,7 +279,7 @@ def render(results):
                 "n/a" if r["events_lost"] is None else str(r["events_lost"]),
                 common.fmt_ms(h["p99"]),
                 common.fmt_ms(h["max"]),
-                "n/a" if r.get("other_load_cores") is None else f"{r['other_load_cores']:.2f}",
+                common.fmt_load(r.get("other_load_cores")),
                 common.fmt_ratio(common.ratio(o.get("p99"), s["p99"])),
             ]
         )

@@ -423,6 +423,34 @@ def wait_for_quiet(threshold=0.2, max_wait=10.0, sample=1.0):
             return load
 
 
+def fmt_load(cores):
+    """Other processes' load in cores for a table cell or a log line ("n/a" if unknown)."""
+    return "n/a" if cores is None else f"{cores:.2f}"
+
+
+def announce(label, no_wait):
+    """Wait for a quiet machine (unless ``no_wait``), then say on stderr what runs next."""
+    load = None if no_wait else wait_for_quiet()
+    print(f"# {label}, other load before: {fmt_load(load)}", file=sys.stderr, flush=True)
+
+
+def record_apscheduler_slots():
+    """Make APScheduler remember, per worker thread, which slot the run it hands over is
+    for; returns the thread-local whose ``run_time`` a job body reads.  The body still
+    reads the clock itself, first."""
+    import apscheduler.executors.pool as aps_pool
+
+    slot_of = threading.local()
+    original_run_job = aps_pool.run_job
+
+    def run_job(job, jobstore_alias, run_times, logger_name):
+        slot_of.run_time = run_times[-1]
+        return original_run_job(job, jobstore_alias, run_times, logger_name)
+
+    aps_pool.run_job = run_job
+    return slot_of
+
+
 # -- threads and CPU ---------------------------------------------------------------------------
 
 _THREAD_ROLES = (

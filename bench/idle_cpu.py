@@ -96,7 +96,7 @@ def run_schedule(slots):
     def textbook_loop():
         while not stop.is_set():
             scheduler.run_pending()
-            time.sleep(1)
+            time.sleep(1)  # the textbook loop is the peer being measured, sleep and all
 
     thread = threading.Thread(target=textbook_loop, name="schedule-loop", daemon=True)
     thread.start()
@@ -219,13 +219,7 @@ def main(argv=None):
     duration = 5.0 if args.quick else args.duration
     results = []
     for contender in args.only or CONTENDERS:
-        load = common.wait_for_quiet() if not args.no_wait else None
-        print(
-            f"# idle: {contender} ({duration:g} s), other load before: "
-            f"{'n/a' if load is None else f'{load:.2f}'}",
-            file=sys.stderr,
-            flush=True,
-        )
+        common.announce(f"idle: {contender} ({duration:g} s)", args.no_wait)
         result = common.run_worker(
             f"bench.{NAME}",
             [contender, duration, args.lease_ttl, args.sync_interval],
@@ -265,7 +259,7 @@ def render(results):
                 r["contender"],
                 f"{r['cpu_ms_per_s']:.3f}",
                 f"{r['context_switches_per_s']:.1f}",
-                "n/a" if r.get("other_load_cores") is None else f"{r['other_load_cores']:.2f}",
+                common.fmt_load(r.get("other_load_cores")),
                 common.fmt_ratio(
                     common.ratio(ours["cpu_ms_per_s"] if ours else None, r["cpu_ms_per_s"])
                 ),

@@ -195,13 +195,7 @@ def main(argv=None):
     calls = 100 if args.quick else args.calls
     results = []
     for contender in args.only or CONTENDERS:
-        load = common.wait_for_quiet() if not args.no_wait else None
-        print(
-            f"# run now: {contender} ({calls} calls), other load before: "
-            f"{'n/a' if load is None else f'{load:.2f}'}",
-            file=sys.stderr,
-            flush=True,
-        )
+        common.announce(f"run now: {contender} ({calls} calls)", args.no_wait)
         result = common.run_worker(f"bench.{NAME}", [contender, calls], timeout=60 + calls * 0.2)
         result.setdefault("contender", contender)
         results.append(result)
@@ -229,7 +223,7 @@ def render(results):
                 common.fmt_ms(s["p99"]),
                 common.fmt_ms(s["max"]),
                 common.fmt_ms(r["call_returns_ms"]["p50"]),
-                "n/a" if r.get("other_load_cores") is None else f"{r['other_load_cores']:.2f}",
+                common.fmt_load(r.get("other_load_cores")),
                 common.fmt_ratio(common.ratio(o.get("p50"), s["p50"])),
                 common.fmt_ratio(common.ratio(o.get("p99"), s["p99"])),
             ]

@@ -107,20 +107,11 @@ def run_ours(offsets, base, until, samples, profile=False):
 def run_apscheduler(offsets, base, until, samples):
     import logging
 
-    import apscheduler.executors.pool as aps_pool
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.triggers.interval import IntervalTrigger
 
     logging.getLogger("apscheduler").setLevel(logging.ERROR)  # misfires are counted instead
-    slot_of = threading.local()
-    original_run_job = aps_pool.run_job
-
-    def run_job(job, jobstore_alias, run_times, logger_name):
-        # Only remembers which slot this run is for; the body reads the clock first.
-        slot_of.run_time = run_times[-1]
-        return original_run_job(job, jobstore_alias, run_times, logger_name)
-
-    aps_pool.run_job = run_job
+    slot_of = common.record_apscheduler_slots()
 
     def body():
         started = time.time()
@@ -162,7 +153,7 @@ def run_schedule(offsets, base, until, samples):
     def textbook_loop():
         while not stop.is_set():
             scheduler.run_pending()
-            time.sleep(1)
+            time.sleep(1)  # the textbook loop is the peer being measured, sleep and all
 
     thread = threading.Thread(target=textbook_loop, name="schedule-loop", daemon=True)
     thread.start()
@@ -335,13 +326,7 @@ def main(argv=None):
     for jobs, mode in cases:
         seconds = int(single if jobs == 1 else duration)
         for contender in contenders:
-            load = common.wait_for_quiet() if not args.no_wait else None
-            print(
-                f"# {jobs} jobs, {mode}: {contender} ({seconds} s), other load before: "
-                f"{_cores(load)}",
-                file=sys.stderr,
-                flush=True,
-            )
+            common.announce(f"{jobs} jobs, {mode}: {contender} ({seconds} s)", args.no_wait)
             result = common.run_worker(
                 f"bench.{NAME}",
                 [contender, jobs, mode, seconds, args.warmup, int(args.profile)],
@@ -390,7 +375,7 @@ def render(results):
                     common.fmt_ms(s["p99"]),
                     common.fmt_ms(s["max"]),
                     f"{r['cpu_ms_per_s']:.1f}",
-                    _cores(r.get("other_load_cores")),
+                    common.fmt_load(r.get("other_load_cores")),
                     common.fmt_ratio(common.ratio(o.get("p50"), s["p50"])),
                     common.fmt_ratio(common.ratio(o.get("p99"), s["p99"])),
                     common.fmt_ratio(common.ratio(o.get("max"), s["max"])),
@@ -423,10 +408,6 @@ def render(results):
             )
     lines.append(_targets(results))
     return "\n".join(lines)
-
-
-def _cores(value):
-    return "n/a" if value is None else f"{value:.2f}"
 
 
 def _rows_to_show(rows):

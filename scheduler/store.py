@@ -10,6 +10,7 @@ scripts in ``MIGRATIONS`` (see ``database.Database.apply_migrations``).
 import json
 import logging
 import sqlite3
+import time
 
 from .database import Database
 from .errors import StoreError
@@ -280,8 +281,6 @@ class Store(Database):
 
     def prune_history(self, older_than_seconds, now=None):
         """Delete finished runs and audit lines older than the retention; return how many runs."""
-        import time
-
         cutoff = (time.time() if now is None else now) - older_than_seconds
 
         def write(conn):

@@ -8,7 +8,12 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from helpers import ADMIN_PASSWORD, USER_PASSWORD, AuthActions  # noqa: E402
+from helpers import (  # noqa: E402
+    ADMIN_PASSWORD,
+    USER_PASSWORD,
+    AuthActions,
+    take_the_lease_by_hand,
+)
 
 from scheduler import Engine, JobRegistry, ManualClock, Store  # noqa: E402
 
@@ -53,10 +58,10 @@ def make_engine(store, clock):
             lease_ttl=options.pop("lease_ttl", 400 * 86400.0),
             **options,
         )
-        engine.start(threads=False)
         if lead:
-            engine.keep_lease()
-            engine.step()
+            take_the_lease_by_hand(engine)
+        else:
+            engine.start(threads=False)
         engines.append(engine)
         return engine
 
@@ -90,10 +95,7 @@ def app(tmp_path, clock):
     accounts = app.extensions["accounts"]
     accounts.create_user("admin", ADMIN_PASSWORD, admin=True)
     accounts.create_user("viewer", USER_PASSWORD, admin=False)
-    engine = app.extensions["jobs"]
-    engine.start(threads=False)
-    engine.keep_lease()
-    engine.step()
+    engine = take_the_lease_by_hand(app.extensions["jobs"])
     yield app
     engine.stop(grace=2)
     accounts.close()

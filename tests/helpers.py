@@ -38,3 +38,23 @@ class AuthActions:
     def logout(self):
         token = self.csrf_token("/admin/jobs")
         return self._client.post("/logout", data={"csrf_token": token})
+
+
+def take_the_lease_by_hand(engine):
+    """Load the engine's state and make it the scheduler, with nothing running by
+    itself: the test then drives ``step()``.  Returns the engine."""
+    engine.start(threads=False)
+    engine.keep_lease()
+    engine.step()
+    return engine
+
+
+def admin_client(app):
+    """A test client signed in as ``admin`` through the form, with ``csrf`` (a token
+    for posts), ``app`` and ``engine`` attached."""
+    client = app.test_client()
+    actions = AuthActions(client)
+    actions.login()
+    client.csrf = actions.csrf_token("/admin/jobs")
+    client.app, client.engine = app, app.extensions["jobs"]
+    return client

@@ -6,7 +6,7 @@ import threading
 from functools import partial
 
 import pytest
-from helpers import ADMIN_PASSWORD, AuthActions, settle
+from helpers import ADMIN_PASSWORD, admin_client, settle, take_the_lease_by_hand
 from werkzeug.security import generate_password_hash
 
 import accounts
@@ -89,16 +89,9 @@ def held(tmp_path, clock):
         }
     )
     app.extensions["accounts"].create_user("admin", ADMIN_PASSWORD, admin=True)
-    engine = app.extensions["jobs"]
-    engine.start(threads=False)
-    engine.keep_lease()
-    engine.step()
-    client = app.test_client()
-    actions = AuthActions(client)
-    actions.login()
-    client.csrf = actions.csrf_token("/admin/jobs")
+    engine = take_the_lease_by_hand(app.extensions["jobs"])
+    client = admin_client(app)
     client.gate = gate
-    client.engine = engine
     yield client
     gate.opened.set()
     engine.stop(grace=2)
@@ -639,16 +632,8 @@ def nodes(tmp_path, clock):
         apps.append(app)
         if not app.extensions["accounts"].count_users():
             app.extensions["accounts"].create_user("admin", ADMIN_PASSWORD, admin=True)
-        engine = app.extensions["jobs"]
-        engine.start(threads=False)
-        engine.keep_lease()
-        engine.step()
-        client = app.test_client()
-        actions = AuthActions(client)
-        actions.login()
-        client.csrf = actions.csrf_token("/admin/jobs")
-        client.engine = engine
-        return client
+        take_the_lease_by_hand(app.extensions["jobs"])
+        return admin_client(app)
 
     yield node
     for app in apps:

@@ -10,7 +10,6 @@ from scheduler import (
     RESYNC,
     IntervalError,
     JobBusyError,
-    JobRegistry,
     UnknownJobError,
 )
 from scheduler.clock import to_iso
@@ -520,10 +519,6 @@ def test_status_follows_one_rule():
     for outcome, status in [("ok", "idle"), ("timed out", "error"), ("interrupted", "error")]:
         state.current, state.paused, state.last_outcome = None, False, outcome
         assert state.status == status
-
-
-def test_registry_is_not_global():
-    assert len(JobRegistry()) == 0
 
 
 def test_an_older_state_published_late_never_replaces_a_newer_one(registry, make_engine):

@@ -8,7 +8,7 @@ from functools import partial
 from html.parser import HTMLParser
 
 import pytest
-from helpers import ADMIN_PASSWORD, AuthActions, settle
+from helpers import ADMIN_PASSWORD, admin_client, settle, take_the_lease_by_hand
 from werkzeug.security import generate_password_hash
 
 import accounts
@@ -165,16 +165,8 @@ def make_app(tmp_path, clock):
         made.append(app)
         if not app.extensions["accounts"].count_users():
             app.extensions["accounts"].create_user("admin", ADMIN_PASSWORD, admin=True)
-        engine = app.extensions["jobs"]
-        engine.start(threads=False)
-        engine.keep_lease()
-        engine.step()
-        client = app.test_client()
-        actions = AuthActions(client)
-        actions.login()
-        client.csrf = actions.csrf_token("/admin/jobs")
-        client.app, client.engine = app, engine
-        return client
+        take_the_lease_by_hand(app.extensions["jobs"])
+        return admin_client(app)
 
     yield make
     for app in made:

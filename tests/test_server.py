@@ -6,6 +6,8 @@ printed (run with ``-s`` or ``-rP`` to see them).
 """
 
 import ast
+import contextlib
+import sqlite3
 import stat
 import time
 
@@ -254,6 +256,12 @@ def _differences(polled, streamed):
 # -- two workers ---------------------------------------------------------------------
 
 
+def queued_commands(instance):
+    """How many forwarded controls wait in the database for the scheduler."""
+    with contextlib.closing(sqlite3.connect(instance / "jobs.db")) as conn:
+        return conn.execute("SELECT count(*) FROM commands").fetchone()[0]
+
+
 def test_two_workers_stream_every_change_and_run_a_job_once(tmp_path):
     with running_server(tmp_path / "instance", tmp_path, workers=2) as server:
         session = signed_in(server)
@@ -346,7 +354,14 @@ def test_two_workers_stream_every_change_and_run_a_job_once(tmp_path):
                     message=f"the run posted to {name}",
                 )
                 report(f"run now via {name}: post to recorded run", time.monotonic() - started)
-                time.sleep(1.0)  # several rounds of every worker's sync loop
+                # A second run could only come from the queued request being taken
+                # again; once the queue is empty (taken and deleted in one
+                # transaction), none can.
+                wait_until(
+                    lambda: queued_commands(tmp_path / "instance") == 0,
+                    3,
+                    message="the queued run request taken",
+                )
                 runs = manual_runs()
                 assert len(runs) == before + 1, runs
                 assert runs[0]["user"] == "admin" and runs[0]["outcome"] == "ok", runs[0]

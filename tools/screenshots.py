@@ -23,6 +23,7 @@ from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+# Flags for Chromium in a sandbox with no network but loopback (the browser tests use them too).
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -118,7 +119,7 @@ def main():
         post(opener, base, "/api/jobs/demo_fail/run", token)
         post(opener, base, "/api/jobs/dhcp_active_leases/pause", token)
         post(opener, base, "/api/jobs/dns_zone_check/run", token)
-        time.sleep(1)
+        wait_not_running(opener, base, "demo_fail")  # its error is on the card
         cookies = [
             {"name": c.name, "value": c.value, "domain": "127.0.0.1", "path": "/"} for c in jar
         ]

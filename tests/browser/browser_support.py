@@ -7,17 +7,8 @@ from pathlib import Path
 
 from tests.server_support import REPO, wait_until
 
-CHROMIUM = Path("/usr/bin/chromium")
 # Playwright's own browser download cannot work here: Debian's Chromium it is.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+CHROMIUM = Path("/usr/bin/chromium")
 AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
 DEMO_JOBS = ("demo_tick", "demo_slow", "demo_fail")
 STATUSES = ("idle", "running", "paused", "error")

@@ -14,12 +14,12 @@ from playwright.sync_api import expect
 from tests.browser.browser_support import (
     AXE,
     CHROMIUM,
-    CHROMIUM_ARGS,
     VIEWPORT,
     restore_demo_jobs,
     sign_in,
 )
 from tests.server_support import Session, read_password, running_server
+from tools.screenshots import CHROMIUM_ARGS
 
 # What a user sees arrives in well under a second; the margin is for a busy 2-core machine.
 expect.set_options(timeout=10_000)
