@@ -12,11 +12,15 @@ class RunLog:
     """A logger for one run: lines go to the process log and the last ones are kept
     with the run (bounded, so a job that logs megabytes keeps only its tail)."""
 
-    def __init__(self, job_name, clock):
-        self._logger = logging.getLogger(f"jobs.{job_name}")
-        self._clock = clock
+    def __init__(self, job_name):
+        self._job_name = job_name
         self._lines = deque(maxlen=MAX_LOG_LINES)
         self.dropped = 0
+
+    @property
+    def _logger(self):
+        # Looked up on the first line, not for every run: most runs log nothing.
+        return logging.getLogger(f"jobs.{self._job_name}")
 
     def _add(self, level, message, args):
         try:
@@ -61,16 +65,20 @@ class RunContext:
     - ``settings``: the app's settings mapping; ``store``: the scheduler's database.
     """
 
+    __slots__ = ("_run", "_on_progress", "settings", "store")
+
     def __init__(self, run, *, settings, store, on_progress):
         self._run = run
         self._on_progress = on_progress
-        self.job = run.job
-        self.trigger = run.trigger
-        self.user = run.user
-        self.slot = run.slot
-        self.log = run.log
         self.settings = settings
         self.store = store
+
+    # Read from the run when asked: a context costs little to make for every run.
+    job = property(lambda self: self._run.job)
+    trigger = property(lambda self: self._run.trigger)
+    user = property(lambda self: self._run.user)
+    slot = property(lambda self: self._run.slot)
+    log = property(lambda self: self._run.log)
 
     @property
     def cancelled(self):

@@ -25,7 +25,7 @@ from functools import partial
 
 from . import state as st
 from .clock import SystemClock, to_iso
-from .context import RunContext, RunLog
+from .context import RunContext
 from .errors import JobBusyError, NotLeaderError, StoreError, UnknownJobError
 from .events import EventBus
 from .executor import NativeExecutor
@@ -71,7 +71,7 @@ class Engine:
         # A burst of every job starting and finishing must not force a resync.
         self.bus = bus or EventBus(max_pending=max(1000, 4 * len(registry)))
         self.writer = RunWriter(store)
-        self.executor = NativeExecutor(max_workers=max_workers)
+        self.executor = NativeExecutor(max_workers=max_workers, on_drained=self._executor_drained)
         self._states = {d.name: st.JobState(d, interval=d.interval) for d in registry}
         self._timetable = Timetable()
         self._lock = Lock()  # guards job states; never held across I/O
@@ -103,6 +103,16 @@ class Engine:
         self._exited = SimpleQueue()
         self._thread_count = 0
         self.fault_backoff = 1.0  # seconds the loop waits after a failed step
+        # While the loop runs it does the bookkeeping of runs (records, events) once
+        # every due job has started: nothing stands between a slot and a job's start.
+        self.bookkeeping_hold = 0.05  # the longest a burst may hold bookkeeping back
+        self._deferring = False  # True while the loop thread runs
+        self._finished = SimpleQueue()  # runs workers finished, for the loop to record
+        self._finish_signalled = False
+        self._dispatched = []  # (state, run or None, next slot) not yet recorded
+        self._hold_until = None  # monotonic time by which held-back bookkeeping is done
+        self._awaiting_drain = False
+        self._timed = set()  # jobs whose current run has a timeout to watch
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -145,6 +155,7 @@ class Engine:
         self._spawn(self._keep_lease_forever, name="jobs-lease")
         self._spawn(self._sync_forever, name="jobs-sync")
         if self.run_jobs:
+            self._deferring = True
             self._spawn(self._loop_forever, name="jobs-loop")
 
     def stop(self, grace=10.0):
@@ -160,6 +171,8 @@ class Engine:
         self._sync_wait.put(None)
         if not self.wait_idle(grace):
             self._interrupt_running()
+        self._deferring = False  # from now on a finishing run records itself
+        self._record_and_publish(force=True)
         # Every record on disk before the lease goes: a successor must not read a
         # stale next slot or take a finished run for an interrupted one.
         self.writer.stop()
@@ -201,6 +214,7 @@ class Engine:
         """Wait (on the real clock) until no job is running; True if none is."""
         deadline = time.monotonic() + timeout
         while True:
+            self._record_and_publish(force=True)  # the loop may have stopped
             with self._lock:
                 busy = any(
                     s.current is not None and not s.current.mirrored for s in self._states.values()
@@ -251,24 +265,22 @@ class Engine:
         """Do one round of the loop's work; return seconds until it has more to do
         (None: nothing scheduled, wait for a control)."""
         self._apply_commands()
-        if not self.leader or self._stopping:
-            return None
-        now = self.clock.now()
-        if not self._lease_valid():
-            log.warning("Lost the scheduler lease; not starting jobs until it is back")
-            self._set_leader(False)
-            return None
-        self._dispatch_due(now)
+        if self.leader and not self._stopping:
+            if self._lease_valid():
+                self._dispatch_due(self.clock.now())
+            else:
+                log.warning("Lost the scheduler lease; not starting jobs until it is back")
+                self._set_leader(False)
+        held = self._record_and_publish()
         next_deadline = self._flag_stuck_runs()
-        next_due = self._timetable.next_due()
-        wake_at = [t for t in (next_due,) if t is not None]
-        delay = None
-        if wake_at:
-            delay = max(0.0, min(wake_at) - self.clock.now())
+        # Measured after the bookkeeping above, which can take a while after a burst.
+        delays = [] if held is None else [held]
+        next_due = self._timetable.next_due() if self.leader else None
+        if next_due is not None:
+            delays.append(max(0.0, next_due - self.clock.now()))
         if next_deadline is not None:
-            until_deadline = max(0.0, next_deadline - self.clock.monotonic())
-            delay = until_deadline if delay is None else min(delay, until_deadline)
-        return delay
+            delays.append(max(0.0, next_deadline - self.clock.monotonic()))
+        return min(delays, default=None)
 
     def _apply_commands(self):
         while True:
@@ -337,32 +349,75 @@ class Engine:
         self._publish_scheduler()
 
     def _dispatch_due(self, now):
-        started, skipped = [], []
-        for name in self._timetable.due(now):
-            # The lock is taken per job, so runs that finish meanwhile are not held up.
-            with self._lock:
-                slot = self._timetable.next_run(name)
+        """Hand every due job to the executor; record and publish them afterwards."""
+        due = self._timetable.take_due(now)
+        if not due:
+            return
+        dispatched, tasks = [], []
+        with self._lock:
+            for name, slot, next_run in due:
                 state = self._states[name]
-                state.next_run = self._timetable.advance(name, now)
+                state.next_run = next_run
                 run = self._start_run_locked(state, st.SCHEDULED, None, slot, now)
+                if run is not None:
+                    if not self._deferring:
+                        # No loop orders the records: the start goes before the finish.
+                        self.writer.submit(
+                            partial(_record_starts, self.store, self.owner, [(run, next_run)])
+                        )
+                        run.recorded = True
+                    tasks.append(partial(self._execute, run))
+                dispatched.append((state, run, next_run))
+            self.executor.submit_all(tasks)
+            self._dispatched.extend(dispatched)
+            if self._hold_until is None:
+                self._hold_until = time.monotonic() + self.bookkeeping_hold
+
+    def _record_and_publish(self, force=False):
+        """Record the runs started and finished since the last call and publish the
+        jobs' new states, unless due jobs still wait for a worker (then return the
+        seconds to wait at most; None when nothing is held back)."""
+        if not self._dispatched and self._finished.empty():
+            return None
+        if not force and self._deferring and self.executor.pending():
+            wait = (self._hold_until or 0.0) - time.monotonic()
+            if wait > 0:
+                self._awaiting_drain = True  # the executor wakes the loop when drained
+                return wait
+        self._awaiting_drain = False
+        changed = {}
+        with self._lock:
+            self._hold_until = None
+            dispatched, self._dispatched = self._dispatched, []
+            starts = []
+            for state, run, next_run in dispatched:
+                changed[state.name] = state
                 if run is None:
-                    skipped.append(state)
-                    continue
-                # The start record is queued before the run can finish and queue its end.
-                self.writer.submit(
-                    partial(_record_start, self.store, self.owner, run, state.next_run)
-                )
-                self.executor.submit(partial(self._execute, run))
-                started.append((state, run))
-        # Publishing and recording come after every due job has been handed over.
-        events = []
-        for state in [s for s, _ in started] + skipped:
-            with self._lock:
-                events.append(self._capture(state))
-        for state in skipped:
-            log.info("Skipped a slot of %s: its previous run is still going", state.name)
-            self.writer.submit(partial(_save_next_run, self.store, state.name, state.next_run))
+                    log.info("Skipped a slot of %s: its previous run is still going", state.name)
+                    self.writer.submit(partial(_save_next_run, self.store, state.name, next_run))
+                elif not run.recorded:
+                    run.recorded = True
+                    starts.append((run, next_run))
+            if starts:  # queued before any finish of these runs below
+                self.writer.submit(partial(_record_starts, self.store, self.owner, starts))
+            self._finish_signalled = False  # a finish queued from now on wakes the loop again
+            while True:
+                try:
+                    finished = self._finished.get_nowait()
+                except Empty:
+                    break
+                state = self._finish_locked(*finished)
+                if state is not None:
+                    changed[state.name] = state
+            events = [self._capture(state) for state in changed.values()]
         self._emit(events)
+        return None
+
+    def _executor_drained(self):
+        """Called by a worker that took the last waiting task."""
+        if self._awaiting_drain:
+            self._awaiting_drain = False
+            self._wake.put(None)
 
     def _flag_stuck_runs(self):
         """Mark runs past their timeout as stuck and ask them to stop; return the
@@ -371,9 +426,13 @@ class Engine:
         next_deadline = None
         events = []
         with self._lock:
-            for state in self._states.values():
+            for name in list(self._timed):  # not every job at every step
+                state = self._states[name]
                 run = state.current
-                if run is None or run.deadline is None or state.stuck:
+                if run is None or run.deadline is None:
+                    self._timed.discard(name)
+                    continue
+                if state.stuck:
                     continue
                 if mono >= run.deadline:
                     state.stuck = True
@@ -412,7 +471,6 @@ class Engine:
             job=state.name,
             trigger=trigger,
             started_at=now,
-            log=RunLog(state.name, self.clock),
             user=user,
             slot=slot,
             deadline=(
@@ -421,6 +479,8 @@ class Engine:
         )
         state.current = run
         state.stuck = False
+        if run.deadline is not None:
+            self._timed.add(state.name)
         state.run_count += 1
         state.last_started_at = now
         if slot is not None:
@@ -444,26 +504,37 @@ class Engine:
             outcome = st.FAILED
             error = _error_message(exc)
             trace = traceback.format_exc()
-        self._finish(run, outcome, error, trace, result)
-
-    def _finish(self, run, outcome, error, trace, result):
-        now = self.clock.now()
+        finished = (run, outcome, error, trace, result, self.clock.now(), self.clock.monotonic())
+        if self._deferring:
+            # The loop records it with the next bookkeeping: the worker is free at
+            # once and never waits for the engine's lock.
+            self._finished.put(finished)
+            if not self._finish_signalled:
+                self._finish_signalled = True
+                self._wake.put(None)
+            return
         with self._lock:
-            state = self._states[run.job]
-            if run.superseded:
-                # Already recorded (timed out or interrupted); keep what it logged since.
-                self.writer.submit(partial(_record_log, self.store, run))
-                return
-            if run.deadline is not None and self.clock.monotonic() >= run.deadline:
-                timeout = format_interval(int(state.definition.timeout))
-                note = f"Timed out: ran longer than its timeout of {timeout}."
-                error = note if error is None else f"{note} {error}"
-                outcome = st.TIMED_OUT
-            run.result = result
-            run.traceback = trace
-            self._close_run_locked(state, run, outcome, now, error=error)
-            event = self._capture(state)
-        self._emit([event])
+            state = self._finish_locked(*finished)
+            events = [] if state is None else [self._capture(state)]
+        self._emit(events)
+
+    def _finish_locked(self, run, outcome, error, trace, result, now, mono):
+        """Close a run that returned; return its job's state, or None if the run
+        was already recorded as timed out or interrupted."""
+        state = self._states[run.job]
+        if run.superseded:
+            # Already recorded (timed out or interrupted); keep what it logged since.
+            self.writer.submit(partial(_record_log, self.store, run))
+            return None
+        if run.deadline is not None and mono >= run.deadline:
+            timeout = format_interval(int(state.definition.timeout))
+            note = f"Timed out: ran longer than its timeout of {timeout}."
+            error = note if error is None else f"{note} {error}"
+            outcome = st.TIMED_OUT
+        run.result = result
+        run.traceback = trace
+        self._close_run_locked(state, run, outcome, now, error=error)
+        return state
 
     def _close_run_locked(self, state, run, outcome, now, *, error=None):
         run.outcome = outcome
@@ -507,7 +578,10 @@ class Engine:
                     f"{name} is already running (started {to_iso(state.last_started_at)}); "
                     "wait for it to finish."
                 )
-            self.writer.submit(partial(_record_start, self.store, self.owner, run, state.next_run))
+            self.writer.submit(
+                partial(_record_starts, self.store, self.owner, [(run, state.next_run)])
+            )
+            run.recorded = True
             self.executor.submit(partial(self._execute, run))
             event = self._capture(state)
         self.writer.submit(
@@ -826,12 +900,14 @@ def _error_message(exc):
     return text if len(text) <= 2000 else text[:2000] + " …[truncated]"
 
 
-def _record_start(store, owner, run, next_run, conn):
-    store.insert_run(conn, run, owner)
-    fields = {"last_started_at": run.started_at, "next_run": next_run}
-    if run.slot is not None:
-        fields["last_slot"] = run.slot
-    store.save_job_state(conn, run.job, **fields)
+def _record_starts(store, owner, starts, conn):
+    """Record runs that started: [(run, the job's next slot)]."""
+    for run, next_run in starts:
+        store.insert_run(conn, run, owner)
+        fields = {"last_started_at": run.started_at, "next_run": next_run}
+        if run.slot is not None:
+            fields["last_slot"] = run.slot
+        store.save_job_state(conn, run.job, **fields)
 
 
 def _record_finish(store, run, conn):

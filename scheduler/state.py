@@ -33,18 +33,20 @@ def new_run_id():
     return f"{_RUN_ID_PREFIX}{next(_run_numbers):08x}"
 
 
-@dataclass
+@dataclass(slots=True)
 class Run:
-    """One execution of a job, from start to outcome."""
+    """One execution of a job, from start to outcome.
+
+    Cheap to create (slots, the log made on first use): the loop creates one per
+    due job between the job's slot and its start."""
 
     job: str
     trigger: str
     started_at: float
-    log: RunLog
     user: str | None = None
     slot: float | None = None
     deadline: float | None = None  # monotonic time after which the run is stuck
-    id: str = field(default_factory=lambda: new_run_id())
+    id: str = field(default_factory=new_run_id)
     finished_at: float | None = None
     outcome: str = IN_PROGRESS
     error: str | None = None
@@ -54,6 +56,15 @@ class Run:
     cancelled: bool = False
     superseded: bool = False  # a newer run replaced this stuck one
     mirrored: bool = False  # a run executing in another process, seen through the database
+    recorded: bool = False  # its start is queued for the database
+    _log: RunLog | None = field(default=None, init=False, repr=False)
+
+    @property
+    def log(self):
+        """The run's ``RunLog``: the lines it logged, kept with the run."""
+        if self._log is None:
+            self._log = RunLog(self.job)
+        return self._log
 
     @property
     def duration(self):
@@ -216,7 +227,6 @@ def apply_raw(state, raw):
             job=state.name,
             trigger=current["trigger"],
             started_at=current["started_at"],
-            log=None,
             user=current["user"],
             slot=current["slot"],
             id=current["id"],

@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 
 from scheduler.clock import ManualClock
-from scheduler.context import RunContext, RunLog
+from scheduler.context import RunContext
 from scheduler.state import Run
 
 
@@ -24,7 +24,7 @@ def job_run(job="test_job", *, settings=None, store=None, cancel_after=None):
     """A JobRun for ``job``; with ``cancel_after=n`` the run is cancelled at its n-th
     progress report, as the engine would on a timeout."""
     clock = ManualClock()
-    run = Run(job=job, trigger="manual", started_at=clock.now(), log=RunLog(job, clock), user="ann")
+    run = Run(job=job, trigger="manual", started_at=clock.now(), user="ann")
     reports = []
 
     def on_progress(run, fraction, message):

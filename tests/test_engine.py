@@ -514,7 +514,7 @@ def test_status_follows_one_rule():
     assert state.status == "error"
     state.paused = True
     assert state.status == "paused"
-    state.current = Run(job="j", trigger="manual", started_at=0.0, log=None)
+    state.current = Run(job="j", trigger="manual", started_at=0.0)
     assert state.status == "running"
     for outcome, status in [("ok", "idle"), ("timed out", "error"), ("interrupted", "error")]:
         state.current, state.paused, state.last_outcome = None, False, outcome

@@ -87,7 +87,9 @@ def test_a_busy_job_delays_neither_the_hub_nor_other_jobs(mode, tmp_path):
     else:
         others = {result["main_thread"], result["probe_thread"], result["listener_thread"]}
         assert busy_thread not in others
-    assert all(t["thread"] != busy_thread for t in result["ticks"])
+    # While the busy body held its thread, the ticks ran on others (a worker is
+    # reused for any job once free, so earlier ticks may have used it).
+    assert all(t["thread"] != busy_thread for t in result["ticks"] if t["during_busy"])
 
     # The hub (or the probe thread) kept waking on time all along.
     gaps = result["hub_gaps_ms"]
