@@ -51,9 +51,11 @@ def create_app(test_config=None):
     app.session_interface = SessionInterface()
 
     database = os.path.join(instance_path, DATABASE_FILE)
-    accounts = Accounts(database)
+    # Controls and sign-ins wait this long for another process's write to finish.
+    busy_timeout = app.config["DB_BUSY_TIMEOUT_SECONDS"]
+    accounts = Accounts(database, busy_timeout=busy_timeout)
     accounts.migrate()
-    store = Store(database)
+    store = Store(database, busy_timeout=busy_timeout)
     store.migrate()
     job_settings = {
         "JOBS_DEMO": app.config["JOBS_DEMO"],

@@ -33,8 +33,14 @@ control_socket_disable = True
 def on_starting(server):
     """In the master, once: prepare the database and create the first admin."""
     from app import create_app, prepare
+    from scheduler import StoreError
 
-    prepare(create_app())
+    try:
+        prepare(create_app())
+    except StoreError as exc:
+        # A database that cannot be used is the operator's to fix, never replaced:
+        # say so in one line (naming the file) rather than with a traceback.
+        raise SystemExit(f"Not starting: {exc}") from None
 
 
 def post_worker_init(worker):

@@ -76,6 +76,7 @@ def load(environ=None):
         "JOBS_WORKERS": env_int(environ, "JOBS_WORKERS", 1, minimum=1, maximum=64),
         "JOBS_LEASE_SECONDS": env_float(environ, "JOBS_LEASE_SECONDS", 5.0, minimum=0.5),
         "JOBS_HISTORY_DAYS": env_float(environ, "JOBS_HISTORY_DAYS", 30.0, minimum=0.01),
+        "DB_BUSY_TIMEOUT_SECONDS": env_float(environ, "JOBS_DB_BUSY_TIMEOUT", 5.0, minimum=0.05),
         "JOBS_ZONES_DIR": env_str(environ, "JOBS_ZONES_DIR", None),
         "JOBS_LEASES_FILE": env_str(environ, "JOBS_LEASES_FILE", None),
         "JOBS_DNS_PROBE_NAMES": env_str(environ, "JOBS_DNS_PROBE_NAMES", None),

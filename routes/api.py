@@ -1,13 +1,17 @@
 """The jobs API: JSON for scripts and the page's fetch calls, and the target of the
 page's plain form posts (which get a 303 back to the page with a message)."""
 
+import logging
+
 from flask import Blueprint, current_app, flash, jsonify, redirect, request
 from flask_login import current_user
 
 from routes.access import admin_api
-from routes.errors import api_error
-from scheduler import IntervalError, JobBusyError, NotLeaderError, UnknownJobError
+from routes.errors import RETRY_AFTER_SECONDS, api_error, store_failure_message
+from scheduler import IntervalError, JobBusyError, NotLeaderError, StoreError, UnknownJobError
 from scheduler.native import call_off_hub
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("api", __name__, url_prefix="/api/jobs")
 
@@ -110,14 +114,20 @@ def _control(name, control, status, done, *args):
         return _failure(name, str(exc), 409)
     except NotLeaderError as exc:
         return _failure(name, str(exc), 503)
+    except StoreError as exc:
+        # Here, not in the app's handler: a plain form post gets the page back with
+        # the message, as for every other refusal, rather than a JSON body.
+        log.error("Database error: %s", exc)
+        return _failure(name, store_failure_message(exc), 503, retry_after=True)
     if wants_json():
         return jsonify(job), status
     flash(f"{name}: {done.format(**job)}.", "success")
     return redirect(PAGE, 303)
 
 
-def _failure(name, message, status):
+def _failure(name, message, status, retry_after=False):
+    headers = {"Retry-After": RETRY_AFTER_SECONDS} if retry_after else {}
     if wants_json():
-        return api_error(message, status)
+        return api_error(message, status, **headers)
     flash(f"{name}: {message}", "error")
     return redirect(PAGE, 303)

@@ -19,6 +19,17 @@ def api_error(message, status=400, **headers):
     return response
 
 
+RETRY_AFTER_SECONDS = "5"
+
+
+def store_failure_message(error):
+    """What a client is told when the database failed it: for a post, that nothing
+    changed; then the store's own words (the file, what is wrong, what to do)."""
+    if request.method == "POST":
+        return f"Nothing was changed: the change could not be saved. {error}"
+    return str(error)
+
+
 def _is_api():
     return request.path.startswith("/api/")
 
@@ -39,9 +50,9 @@ def register(app):
     @app.errorhandler(StoreError)
     def store_failed(error):
         log.error("Database error: %s", error)
-        message = f"The change could not be saved: {error}. Nothing was changed; try again."
+        message = store_failure_message(error)
         if _is_api():
-            return api_error(message, 503, **{"Retry-After": "5"})
+            return api_error(message, 503, **{"Retry-After": RETRY_AFTER_SECONDS})
         return render_template("error.html", status=503, message=message), 503
 
     @app.errorhandler(HTTPException)

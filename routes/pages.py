@@ -33,6 +33,17 @@ def history(name):
     return render_template("history.html", job=job, runs=runs)
 
 
+@bp.app_template_global()
+def persistence_text(error):
+    """The status bar's words while saving to the database fails (static/jobs.js
+    writes the same)."""
+    return (
+        f"Saving to the database is failing. {error or ''} Jobs keep running, but their "
+        "latest runs may be missing from the history; pause, resume and interval changes "
+        "are refused until this is fixed."
+    )
+
+
 @bp.app_template_filter("relative")
 def relative(iso_time, now=None):
     """'12 s ago' or 'in 4 min' for an ISO time, as the page's script also writes it."""

@@ -5,7 +5,8 @@ The stream opens with ``retry:`` and a ``snapshot`` event, then sends ``job`` an
 goes out when a heartbeat interval passes in silence, which is also when the
 stream notices a client that left (WSGI only learns it when a write fails); once
 every heartbeat interval, busy or not, it checks that the session is still
-signed in.  Streams end after a while so the
+signed in and whether saving to the database started or stopped failing (a
+``scheduler`` event without ``id:`` says so).  Streams end after a while so the
 browser reconnects with a fresh snapshot, and at once when the server stops.
 The generator holds no request context, session or database connection while it
 waits.
@@ -69,6 +70,7 @@ def stream():
             yield frame(event=None, retry=RETRY_MS)
             snapshot = subscription.snapshot
             yield frame(snapshot, event="snapshot", id=snapshot["version"])
+            shown = _health(snapshot["scheduler"])
             ends_at = time.monotonic() + lifetime
             last_sent = last_checked = time.monotonic()
             while not subscription.closed:
@@ -81,15 +83,27 @@ def stream():
                     if not signed_in():
                         yield frame({"reason": "signed out"}, event="logout")
                         return
+                    # The engine publishes the scheduler's state when it starts or
+                    # stops, not when saving to the database starts or stops failing:
+                    # look, so the status bar says so within one interval.
+                    info = engine.scheduler_info()
+                    if _health(info) != shown:
+                        shown = _health(info)
+                        yield frame(info, event="scheduler")
+                        last_sent = time.monotonic()
                     last_checked = now
                 wait = min(last_sent + heartbeat, last_checked + heartbeat, ends_at) - now
                 changes = subscription.get(timeout=max(0.0, wait))
                 if changes == RESYNC:
                     snapshot = engine.snapshot()
+                    shown = _health(snapshot["scheduler"])
                     yield frame(snapshot, event="snapshot", id=snapshot["version"])
                     last_sent = time.monotonic()
                     continue
                 if changes:
+                    for change in changes:
+                        if change.kind == "scheduler":
+                            shown = _health(change.data)
                     yield b"".join(
                         frame(change.data, event=change.kind, id=change.version)
                         for change in changes
@@ -106,3 +120,8 @@ def stream():
     response.headers["X-Accel-Buffering"] = "no"
     response.headers["Content-Encoding"] = "identity"
     return response
+
+
+def _health(scheduler):
+    """What the status bar shows about saving to the database."""
+    return scheduler.get("persistence_ok"), scheduler.get("persistence_error")

@@ -318,7 +318,16 @@
     state.className = `scheduler ${scheduler.running ? "scheduler-running" : "scheduler-stopped"}`;
     state.querySelector(".text").textContent =
       scheduler.running ? "Scheduler running" : "Scheduler stopped";
-    document.getElementById("persistence-state").hidden = scheduler.persistence_ok !== false;
+    const persistence = document.getElementById("persistence-state");
+    persistence.hidden = scheduler.persistence_ok !== false;
+    persistence.textContent = persistence.hidden ? "" : persistenceText(scheduler.persistence_error);
+  }
+
+  // The same words as routes/pages.py persistence_text.
+  function persistenceText(error) {
+    return `Saving to the database is failing. ${error || ""} ` +
+      "Jobs keep running, but their latest runs may be missing from the history; " +
+      "pause, resume and interval changes are refused until this is fixed.";
   }
 
   // How many live updates (stream or poll) each card has had.  A control's answer can
