@@ -80,11 +80,12 @@ def create_app(test_config=None):
     login_manager.init_app(app)
     limiter.init_app(app)
 
-    from routes import api, auth, errors, pages, stream
+    from routes import api, auth, errors, openapi, pages, stream
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(openapi.bp)
     app.register_blueprint(stream.bp)
     errors.register(app)
     auth.register_user_loader(login_manager)

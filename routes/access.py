@@ -47,7 +47,15 @@ def admin_api(view):
 
 def _check_csrf():
     if request.method in STATE_CHANGING:
-        current_app.extensions["csrf"].protect()
+        check_csrf()
+
+
+def check_csrf():
+    """Flask-WTF's token check, after refusing a form it cannot read: a multipart part
+    without a name becomes a ``None`` key, on which the check would fail with a 500."""
+    if None in request.form:
+        abort(400, "Every field of a form needs a name; this one has a field without.")
+    current_app.extensions["csrf"].protect()
 
 
 def safe_next(target):

@@ -4,7 +4,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 from flask_login import current_user, login_required, login_user, logout_user
 
 from extensions import limiter
-from routes.access import DEFAULT_NEXT, safe_next
+from routes.access import DEFAULT_NEXT, check_csrf, safe_next
 from scheduler.native import call_off_hub
 
 bp = Blueprint("auth", __name__)
@@ -49,11 +49,11 @@ def _per_address():
 def login():
     """The sign-in form; on success go to a same-site ``next`` or the jobs page."""
     target = safe_next(request.values.get("next"))
-    if request.method == "GET":
+    if request.method != "POST":  # GET, and HEAD, which must not try a password
         if current_user.is_authenticated:
             return redirect(target)
         return render_template("login.html", next=target, error=None)
-    current_app.extensions["csrf"].protect()
+    check_csrf()
     accounts = current_app.extensions["accounts"]
     username = request.form.get("username", "").strip()
     # Hashing takes tens of milliseconds: off the hub, so open streams keep flowing.
@@ -72,7 +72,7 @@ def login():
 @login_required
 def logout():
     """End this session everywhere it is used, then show the sign-in form."""
-    current_app.extensions["csrf"].protect()
+    check_csrf()
     current_app.extensions["accounts"].end_session(current_user.sid)
     logout_user()
     session.clear()
