@@ -455,8 +455,7 @@ def record_apscheduler_slots():
 
 _THREAD_ROLES = (
     ("_loop_forever", "engine loop"),
-    ("_keep_lease_forever", "lease keeper"),
-    ("_sync_forever", "sync"),
+    ("_keep_forever", "keeper"),
     ("_work", "workers"),
     ("_process_jobs", "scheduler thread"),
     ("_main_loop", "scheduler thread"),

@@ -5,8 +5,10 @@ Threads (all native, see ``native``):
 - the loop (``jobs-loop``) owns the timetable.  Each ``step()`` applies the
   changes that controls queued, dispatches the due jobs to the executor, flags
   runs past their timeout, and says how long to sleep; a control wakes it at once.
-- the lease keeper (``jobs-lease``) holds or waits for the scheduler lease in the
-  database, so that of all the processes sharing the file exactly one runs jobs.
+- the keeper (``jobs-keeper``) holds or waits for the scheduler lease in the
+  database, so that of all the processes sharing the file exactly one runs jobs,
+  and takes in what the other processes commit: it wakes when the database file
+  changes (``filewatch``) or when the lease is due for renewal, never on a tick.
 - workers (``jobs-worker``) run job bodies; the writer (``jobs-writer``) records them.
 
 Controls may be called from any thread or greenlet; they validate, persist the
@@ -29,6 +31,7 @@ from .context import RunContext
 from .errors import JobBusyError, NotLeaderError, StoreError, UnknownJobError
 from .events import EventBus
 from .executor import NativeExecutor
+from .filewatch import FileWatch
 from .intervals import format_interval, parse_interval
 from .native import Empty, Lock, SimpleQueue, start_thread
 from .native import sleep as native_sleep
@@ -37,7 +40,7 @@ from .timetable import Timetable
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LEASE_TTL = 5.0
+DEFAULT_LEASE_TTL = 15.0
 DEFAULT_STAGGER = 0.25
 
 
@@ -65,12 +68,12 @@ class Engine:
         self.clock = clock or SystemClock()
         self.settings = dict(settings or {})
         self.run_jobs = run_jobs
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = owner or f"{_this_process()}:{uuid.uuid4().hex[:8]}"
         self.lease_ttl = float(lease_ttl)
         self.stagger = stagger
         # A burst of every job starting and finishing must not force a resync.
         self.bus = bus or EventBus(max_pending=max(1000, 4 * len(registry)))
-        self.writer = RunWriter(store)
+        self.writer = RunWriter(store, on_status=self._publish_scheduler_if_changed)
         self.executor = NativeExecutor(max_workers=max_workers, on_drained=self._executor_drained)
         self._states = {d.name: st.JobState(d, interval=d.interval) for d in registry}
         self._timetable = Timetable()
@@ -78,16 +81,16 @@ class Engine:
         self._control_lock = Lock()  # one control at a time: persist, then apply
         self._commands = SimpleQueue()
         self._wake = SimpleQueue()
-        self._stop_wait = SimpleQueue()
         self.leader = False
         self._holding = False
         self._lease_valid_until = None
         self._lease_info = None
-        self._reported_running = False
-        # Seconds between looks at what other processes changed: a control saved by
-        # another worker reaches this one's streams within this time.
+        self._reported_scheduler = None  # the scheduler info streams were last sent
+        # Seconds between looks at what other processes changed where the database
+        # file cannot be watched; with a watch a change is taken in at once.
         self.sync_interval = 0.5
-        self._sync_wait = SimpleQueue()
+        self._watch = None
+        self._keeper_wake = SimpleQueue()  # stop() wakes a keeper that polls
         self._data_version = None
         self._synced_seq = None
         self.started_at = None
@@ -152,8 +155,8 @@ class Engine:
             return
         self._threads_started = True
         self.writer.start()
-        self._spawn(self._keep_lease_forever, name="jobs-lease")
-        self._spawn(self._sync_forever, name="jobs-sync")
+        self._watch = FileWatch.open(self.store.path)
+        self._spawn(self._keep_forever, name="jobs-keeper")
         if self.run_jobs:
             self._deferring = True
             self._spawn(self._loop_forever, name="jobs-loop")
@@ -167,8 +170,9 @@ class Engine:
         self._stopping = True
         self.bus.close_all()  # live streams end now, so browsers reconnect elsewhere
         self._wake.put(None)
-        self._stop_wait.put(None)
-        self._sync_wait.put(None)
+        self._keeper_wake.put(None)
+        if self._watch is not None:
+            self._watch.wake()
         if not self.wait_idle(grace):
             self._interrupt_running()
         self._deferring = False  # from now on a finishing run records itself
@@ -187,6 +191,8 @@ class Engine:
         self.executor.shutdown()
         self.bus.close_all()
         self._join_threads(timeout=5.0)
+        if self._watch is not None:
+            self._watch.close()
 
     def _spawn(self, target, name):
         """Start one of the engine's own threads; ``stop()`` waits for it to end."""
@@ -304,8 +310,10 @@ class Engine:
     def _take_over(self):
         """Become the scheduler: close runs a dead holder left open, reload state
         and put every active job on the timetable."""
+        if self.leader:
+            return  # already leading (a second request from the keeper)
         now = self.clock.now()
-        self.store.mark_interrupted_runs(now)
+        self.store.mark_interrupted_runs(now, except_owner=self.owner)
         rows = self.load()
         overdue = []
         with self._lock:
@@ -629,19 +637,23 @@ class Engine:
                 new_value = "paused" if new_paused else "active"
             else:
                 old_value, new_value = format_interval(old_interval), format_interval(new_interval)
-            # On disk first: if this raises, nothing has changed.
-            self.store.save_setting(
-                name,
-                interval=None if new_interval == state.definition.interval else new_interval,
-                paused=new_paused,
-                next_run=next_run,
-                at=now,
-                user=user,
-                action=action,
-                old_value=old_value,
-                new_value=new_value,
-                origin=self.owner,
-            )
+            # On disk first: if this raises, nothing has changed (and the status bar
+            # says that saving fails).
+            try:
+                self.store.save_setting(
+                    name,
+                    interval=None if new_interval == state.definition.interval else new_interval,
+                    paused=new_paused,
+                    next_run=next_run,
+                    at=now,
+                    user=user,
+                    action=action,
+                    old_value=old_value,
+                    new_value=new_value,
+                    origin=self.owner,
+                )
+            finally:
+                self._publish_scheduler_if_changed()
             with self._lock:
                 state.paused = new_paused
                 state.interval = new_interval
@@ -728,8 +740,8 @@ class Engine:
             "here": self.leader,
             "holder": lease["holder"] if lease else None,
             "heartbeat_at": to_iso(lease["renewed_at"]) if lease else None,
-            "persistence_ok": not self.writer.failing,
-            "persistence_error": self.writer.last_error,
+            "persistence_ok": not self.writer.failing and self.store.write_failure is None,
+            "persistence_error": self.writer.last_error or self.store.write_failure,
         }
 
     def _capture(self, state):
@@ -768,8 +780,14 @@ class Engine:
 
     def _publish_scheduler(self):
         info = self.scheduler_info()
-        self._reported_running = info["running"]
+        self._reported_scheduler = _scheduler_status(info)
         self.bus.publish("scheduler", "scheduler", info)
+
+    def _publish_scheduler_if_changed(self):
+        """Tell the streams when a scheduler starts or stops anywhere, or saving
+        starts or stops failing."""
+        if _scheduler_status(self.scheduler_info()) != self._reported_scheduler:
+            self._publish_scheduler()
 
     # -- the lease -------------------------------------------------------------------
 
@@ -781,9 +799,7 @@ class Engine:
             self._lease_info = self.store.lease()
         except StoreError:
             pass
-        running = self.scheduler_info()["running"]
-        if running != self._reported_running:
-            self._publish_scheduler()
+        self._publish_scheduler_if_changed()
 
     def _keep_lease_locked(self):
         now, mono = self.clock.now(), self.clock.monotonic()
@@ -792,14 +808,18 @@ class Engine:
                 if self._holding:
                     held = self.store.renew_lease(self.owner, now, self.lease_ttl)
                 else:
-                    held = self.store.acquire_lease(self.owner, now, self.lease_ttl)
+                    held = self.store.acquire_lease(
+                        self.owner, now, self.lease_ttl, holder_is_gone=_holder_is_gone
+                    )
             except StoreError as exc:
                 log.error("Cannot reach the scheduler lease: %s", exc)
                 held = None
             if held:
                 # Stop a little before the lease ends, so no other holder ever overlaps.
                 self._lease_valid_until = mono + self.lease_ttl * 0.8
-                if not self._holding:
+                # Lead again after a lapse too (the loop let go when its lease
+                # ran out while the database could not be written).
+                if not self._holding or not self.leader:
                     self._holding = True
                     self._commands.put(("lead", None))
                     self._wake.put(None)
@@ -863,33 +883,82 @@ class Engine:
                 except (JobBusyError, UnknownJobError, NotLeaderError) as exc:
                     log.info("Queued run of %s not started: %s", command["job"], exc)
 
-    def _sync_forever(self):
-        while not self._stopping:
-            try:
-                self.sync()
-            except Exception:
-                log.exception("Following the other processes failed a round; it carries on")
-            try:
-                self._sync_wait.get(timeout=self.sync_interval)
-            except Empty:
-                pass
-
     def _lease_valid(self):
         return (
             self._lease_valid_until is not None and self.clock.monotonic() < self._lease_valid_until
         )
 
-    def _keep_lease_forever(self):
-        interval = self.lease_ttl / 4
+    def _keep_forever(self):
+        """The keeper thread: renew (or try for) the lease when due, and take in
+        other processes' changes whenever the database file changes."""
+        next_lease = 0.0
         while not self._stopping:
+            mono = time.monotonic()
+            if mono >= next_lease:
+                try:
+                    self.keep_lease()
+                except Exception:
+                    log.exception("The lease keeper failed a round; it carries on")
+                # The holder renews three times per lease.  A standby looks every
+                # second at most: it takes over at once from a holder that died on
+                # this machine, and after the lease time from one it cannot see.
+                period = self.lease_ttl / 3 if self._holding else min(1.0, self.lease_ttl / 4)
+                next_lease = time.monotonic() + period
+                if self._watch is not None:
+                    self._watch.discard()  # our own renewal is no news
             try:
-                self.keep_lease()
+                self.sync()
             except Exception:
-                log.exception("The lease keeper failed a round; it carries on")
-            try:
-                self._stop_wait.get(timeout=interval)
-            except Empty:
-                pass
+                log.exception("Following the other processes failed a round; it carries on")
+            wait = max(0.0, next_lease - time.monotonic())
+            if self._watch is not None:
+                self._watch.wait(wait)
+            else:
+                try:
+                    self._keeper_wake.get(timeout=min(wait, self.sync_interval))
+                except Empty:
+                    pass
+
+
+def _scheduler_status(info):
+    return (info["running"], info["holder"], info["persistence_ok"], info["persistence_error"])
+
+
+def _this_process():
+    """host:pid-namespace:pid, which tells a process on this machine whether the
+    holder of the lease is still alive (see ``_holder_is_gone``)."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        namespace = 0
+    return f"{socket.gethostname()}:{namespace}:{os.getpid()}"
+
+
+def _holder_is_gone(holder):
+    """True only if ``holder`` was a process on this machine, in this process
+    namespace, that no longer exists.  Anything else (another host, a container,
+    a name in another format) is treated as alive: its lease then simply expires."""
+    try:
+        host, namespace, pid, _ = holder.rsplit(":", 3)
+        pid = int(pid)
+    except (AttributeError, ValueError):
+        return False
+    here_host, here_namespace, here_pid = _this_process().rsplit(":", 2)
+    if host != here_host or namespace != here_namespace or namespace == "0":
+        return False
+    if pid == int(here_pid) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    try:  # killed but not yet reaped by its parent: gone all the same
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
 
 
 def _error_message(exc):

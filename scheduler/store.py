@@ -224,17 +224,21 @@ class Store(Database):
             (at, user, job, action, _text(old_value), _text(new_value)),
         )
 
-    def mark_interrupted_runs(self, at):
-        """Record every run still marked running as interrupted (its process died)."""
+    def mark_interrupted_runs(self, at, except_owner=None):
+        """Record every run still marked running as interrupted (its process died),
+        except those of ``except_owner`` (the caller's own, still executing)."""
 
         def write(conn):
-            rows = conn.execute("SELECT run_id, job FROM runs WHERE outcome = 'running'").fetchall()
+            rows = conn.execute(
+                "SELECT run_id, job FROM runs WHERE outcome = 'running' AND owner IS NOT ?",
+                (except_owner,),
+            ).fetchall()
             conn.execute(
                 "UPDATE runs SET outcome = 'interrupted', finished_at = ?,"
                 " duration = ? - started_at,"
                 " error = 'Interrupted: the server stopped during this run.'"
-                " WHERE outcome = 'running'",
-                (at, at),
+                " WHERE outcome = 'running' AND owner IS NOT ?",
+                (at, at, except_owner),
             )
             for row in rows:
                 self.save_job_state(
@@ -380,15 +384,18 @@ class Store(Database):
 
     # -- the scheduler lease ----------------------------------------------------------
 
-    def acquire_lease(self, holder, now, ttl):
-        """Take the lease if it is free, expired or already ours; True if we hold it."""
+    def acquire_lease(self, holder, now, ttl, holder_is_gone=None):
+        """Take the lease if it is free, expired, already ours, or held by a process
+        that ``holder_is_gone(holder)`` says has died; True if we hold it."""
 
         def write(conn):
             row = conn.execute(
                 "SELECT holder, expires_at FROM lease WHERE name = ?", (LEASE_NAME,)
             ).fetchone()
             if row is not None and row["holder"] != holder and row["expires_at"] > now:
-                return False
+                if holder_is_gone is None or not holder_is_gone(row["holder"]):
+                    return False
+                log.warning("The scheduler %s has died; taking over its lease", row["holder"])
             acquired = now if row is None or row["holder"] != holder else None
             conn.execute(
                 "INSERT INTO lease (name, holder, acquired_at, renewed_at, expires_at)"
@@ -443,17 +450,24 @@ class RunWriter:
     """Writes run records and job state on its own native thread, in batches.
 
     The loop and the job threads hand it closures ``fn(conn)`` and never wait
-    for the disk.  A write that fails is retried; the writer keeps going.
+    for the disk.  A write that fails for a reason that can clear (a full disk, a
+    lock held elsewhere, an I/O error, a read-only file) is retried until it
+    works, however long that takes, waiting up to ``max_delay`` between tries; a
+    record that can never be written (it breaks a constraint, say) is dropped
+    with a log line, and the rest are kept.  ``on_status`` is called whenever
+    ``failing`` changes.
     """
 
     BATCH = 200
 
-    def __init__(self, store, *, retry_delay=0.5, max_attempts=5):
+    def __init__(self, store, *, retry_delay=0.5, max_delay=5.0, on_status=None):
         self._store = store
         self._queue = SimpleQueue()
         self._retry_delay = retry_delay
-        self._max_attempts = max_attempts
+        self._max_delay = max_delay
+        self._on_status = on_status
         self._started = False
+        self._stopping = False
         self._lock = Lock()
         self.failing = False
         self.last_error = None
@@ -479,7 +493,9 @@ class RunWriter:
         return done.acquire(timeout=timeout)
 
     def stop(self, timeout=5.0):
-        """Write what is queued, then end the thread."""
+        """Write what is queued (giving up on a fault after ``timeout``), then end
+        the thread."""
+        self._stopping = True
         self.flush(timeout)
         if self._started:
             self._queue.put(None)
@@ -513,12 +529,12 @@ class RunWriter:
                     break
                 except Exception as exc:  # the writer must outlive any fault
                     attempts += 1
-                    self.failing, self.last_error = True, str(exc)
+                    self._set_status(True, str(exc))
                     log.error("Cannot record job runs (attempt %d): %s", attempts, exc)
-                    if attempts >= self._max_attempts:
+                    if not _can_clear(exc) or (self._stopping and attempts >= 3):
                         writes = self._write_one_by_one(writes)
                         break
-                    sleep(self._retry_delay * attempts)
+                    sleep(min(self._max_delay, self._retry_delay * attempts))
             for item in batch:
                 if _is_lock(item):
                     item.release()
@@ -534,7 +550,16 @@ class RunWriter:
                 fn(conn)
 
         self._store._write(apply)
-        self.failing, self.last_error = False, None
+        self._set_status(False, None)
+
+    def _set_status(self, failing, error):
+        changed = failing != self.failing
+        self.failing, self.last_error = failing, error
+        if changed and self._on_status is not None:
+            try:
+                self._on_status()
+            except Exception:
+                log.exception("Reporting the state of the run records failed")
 
     def _write_one_by_one(self, writes):
         """After repeated failures keep what can be written and log what cannot."""
@@ -544,6 +569,14 @@ class RunWriter:
             except Exception as exc:
                 log.error("Dropped a job record that cannot be written: %s", exc)
         return []
+
+
+def _can_clear(exc):
+    """Whether a failed write may work later: the disk or the lock, not the data."""
+    cause = exc.__cause__ if isinstance(exc, StoreError) else exc
+    if isinstance(exc, StoreError) and cause is None:
+        return True  # the file could not be opened
+    return isinstance(cause, sqlite3.OperationalError)
 
 
 def _is_lock(item):
