@@ -1,20 +1,22 @@
 """Run every benchmark in turn: ``.venv/bin/python -m bench [--quick] [--no-wait]``.
 
-Full sizes take 11-13 minutes on a 2-core machine (more if other processes keep
-it busy: each run first waits up to 10 s for a quiet machine); ``--quick`` about 3.
+Full sizes take 11-13 minutes on a 2-core machine, plus about 12 for ``sse_load``
+(more if other processes keep it busy: each run first waits up to 10 s for a quiet
+machine); ``--quick`` about 3, plus about 4.
 """
 
 import argparse
 import sys
 import time
 
-from bench import busy_job, idle_cpu, run_now_latency, scheduler_lateness
+from bench import busy_job, idle_cpu, run_now_latency, scheduler_lateness, sse_load
 
 SUITE = (
     ("scheduler_lateness", scheduler_lateness),
     ("run_now_latency", run_now_latency),
     ("idle_cpu", idle_cpu),
     ("busy_job", busy_job),
+    ("sse_load", sse_load),
 )
 
 
