@@ -85,6 +85,7 @@ class Engine:
         self._holding = False
         self._lease_valid_until = None
         self._lease_info = None
+        self._renewed = False  # the latest renewal of a held lease worked
         self._reported_scheduler = None  # the scheduler info streams were last sent
         # Seconds between looks at what other processes changed where the database
         # file cannot be watched; with a watch a change is taken in at once.
@@ -786,7 +787,15 @@ class Engine:
     def _publish_scheduler_if_changed(self):
         """Tell the streams when a scheduler starts or stops anywhere, or saving
         starts or stops failing."""
-        if _scheduler_status(self.scheduler_info()) != self._reported_scheduler:
+        lease = self._lease_info
+        alive = lease is not None and lease["expires_at"] > self.clock.now()
+        status = (
+            bool(self.leader or alive),
+            lease["holder"] if lease else None,
+            not self.writer.failing and self.store.write_failure is None,
+            self.writer.last_error or self.store.write_failure,
+        )
+        if status != self._reported_scheduler:
             self._publish_scheduler()
 
     # -- the lease -------------------------------------------------------------------
@@ -794,19 +803,28 @@ class Engine:
     def keep_lease(self):
         """Renew or try to take the lease once; tell the loop if leadership changed."""
         with self._lease_lock:
-            self._keep_lease_locked()
-        try:
-            self._lease_info = self.store.lease()
-        except StoreError:
-            pass
+            renewed_at = self._keep_lease_locked()
+        info = self._lease_info
+        if renewed_at is not None and info is not None and info["holder"] == self.owner:
+            # Our own renewal: no need to read back what was just written.
+            self._lease_info = dict(
+                info, renewed_at=renewed_at, expires_at=renewed_at + self.lease_ttl
+            )
+        else:
+            try:
+                self._lease_info = self.store.lease()
+            except StoreError:
+                pass
         self._publish_scheduler_if_changed()
 
     def _keep_lease_locked(self):
+        """Renew or try to take the lease; the time of a successful renewal, if any."""
         now, mono = self.clock.now(), self.clock.monotonic()
+        renewed = False
         if self.run_jobs and not self._stopping:
             try:
                 if self._holding:
-                    held = self.store.renew_lease(self.owner, now, self.lease_ttl)
+                    held = renewed = self.store.renew_lease(self.owner, now, self.lease_ttl)
                 else:
                     held = self.store.acquire_lease(
                         self.owner, now, self.lease_ttl, holder_is_gone=_holder_is_gone
@@ -827,6 +845,8 @@ class Engine:
                 self._holding = False
                 self._commands.put(("follow", None))
                 self._wake.put(None)
+        self._renewed = renewed
+        return now if renewed else None
 
     # -- following the other processes ----------------------------------------------
 
@@ -899,10 +919,14 @@ class Engine:
                     self.keep_lease()
                 except Exception:
                     log.exception("The lease keeper failed a round; it carries on")
-                # The holder renews three times per lease.  A standby looks every
-                # second at most: it takes over at once from a holder that died on
-                # this machine, and after the lease time from one it cannot see.
-                period = self.lease_ttl / 3 if self._holding else min(1.0, self.lease_ttl / 4)
+                # The holder renews twice per lease (it stops starting jobs at 0.8 of
+                # it), and again a second after a renewal that failed.  A standby
+                # looks every second at most: it takes over at once from a holder
+                # that died on this machine, after the lease time from one it cannot see.
+                if self._holding and self._renewed:
+                    period = self.lease_ttl / 2
+                else:
+                    period = min(1.0, self.lease_ttl / 4)
                 next_lease = time.monotonic() + period
                 if self._watch is not None:
                     self._watch.discard()  # our own renewal is no news
@@ -921,6 +945,7 @@ class Engine:
 
 
 def _scheduler_status(info):
+    """What a change of makes the streams hear about the scheduler (not its heartbeat)."""
     return (info["running"], info["holder"], info["persistence_ok"], info["persistence_error"])
 
 
