@@ -74,7 +74,7 @@ def load(environ=None):
         "JOBS_DEMO": env_bool(environ, "JOBS_DEMO", False),
         "JOBS_SCHEDULER": env_bool(environ, "JOBS_SCHEDULER", True),
         "JOBS_WORKERS": env_int(environ, "JOBS_WORKERS", 1, minimum=1, maximum=64),
-        "JOBS_LEASE_SECONDS": env_float(environ, "JOBS_LEASE_SECONDS", 15.0, minimum=0.5),
+        "JOBS_LEASE_SECONDS": env_float(environ, "JOBS_LEASE_SECONDS", 30.0, minimum=0.5),
         "JOBS_HISTORY_DAYS": env_float(environ, "JOBS_HISTORY_DAYS", 30.0, minimum=0.01),
         "DB_BUSY_TIMEOUT_SECONDS": env_float(environ, "JOBS_DB_BUSY_TIMEOUT", 5.0, minimum=0.05),
         "JOBS_ZONES_DIR": env_str(environ, "JOBS_ZONES_DIR", None),

@@ -138,7 +138,7 @@ def worker(contender, duration, lease_ttl, sync_interval, out):
     settle = SETTLE
     if contender == "ours" and (lease_ttl or sync_interval):
         # Past the first renewal and the first look at other processes.
-        settle = max(SETTLE, lease_ttl / 4 + 1, sync_interval + 1)
+        settle = max(SETTLE, lease_ttl / 2 + 1, sync_interval + 1)
     window_end = time.time() + settle + duration + 5
     slots = first_slots(window_end)
     runners = {
@@ -202,7 +202,7 @@ def main(argv=None):
         "--lease-ttl",
         type=float,
         default=0.0,
-        help="what-if: run ours with this lease_ttl (seconds; the engine renews every ttl/4)",
+        help="what-if: run ours with this lease_ttl (seconds; the holder renews every ttl/2)",
     )
     parser.add_argument(
         "--sync-interval",

@@ -40,7 +40,7 @@ from .timetable import Timetable
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LEASE_TTL = 15.0
+DEFAULT_LEASE_TTL = 30.0
 DEFAULT_STAGGER = 0.25
 
 

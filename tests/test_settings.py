@@ -49,7 +49,7 @@ def test_it_has_a_default_for_every_setting():
     assert config["JOBS_INSTANCE_PATH"] == os.path.abspath("instance")
     assert config["JOBS_DEMO"] is False
     assert config["JOBS_SCHEDULER"] is True
-    assert config["JOBS_LEASE_SECONDS"] == 15.0
+    assert config["JOBS_LEASE_SECONDS"] == 30.0
     assert config["SECRET_KEY"] is None
     assert config["SSE_HEARTBEAT_SECONDS"] == 15.0
     assert 300 <= config["SSE_MAX_AGE_SECONDS"] <= 1800  # streams live 5 to 30 minutes
@@ -88,7 +88,7 @@ def test_an_empty_value_means_the_default():
     config = settings.load({"HOST": "", "PORT": "  ", "JOBS_LEASE_SECONDS": ""})
     assert config["HOST"] == "127.0.0.1"
     assert config["PORT"] == 8000
-    assert config["JOBS_LEASE_SECONDS"] == 15.0
+    assert config["JOBS_LEASE_SECONDS"] == 30.0
 
 
 @pytest.mark.parametrize(
