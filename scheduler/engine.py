@@ -571,31 +571,40 @@ class Engine:
 
     # -- controls ------------------------------------------------------------------
 
-    def run_now(self, name, user=None):
+    def run_now(self, name, user=None, *, command_id=None):
         """Start a run at once (allowed while paused); JobBusyError while one runs.
 
+        The run and its audit line are on disk before it starts and before this
+        returns, so an acknowledged run is never lost (StoreError: nothing started).
         In a process that does not hold the scheduler the request is queued in the
-        database for the one that does, which starts it within ``sync_interval``."""
+        database for the one that does, which starts it as soon as it sees it
+        (``command_id``: that queued request, removed with the run's record)."""
         state = self._state(name)
         now = self.clock.now()
         if not self.leader:
             return self._forward_run_now(state, user, now)
         with self._lock:
+            before = (state.run_count, state.last_started_at, state.stuck)
             run = self._start_run_locked(state, st.MANUAL, user, None, now)
             if run is None:
                 raise JobBusyError(
                     f"{name} is already running (started {to_iso(state.last_started_at)}); "
                     "wait for it to finish."
                 )
-            self.writer.submit(
-                partial(_record_starts, self.store, self.owner, [(run, state.next_run)])
-            )
-            run.recorded = True
-            self.executor.submit(partial(self._execute, run))
+            next_run = state.next_run
+        try:
+            self.store.record_manual_run(run, self.owner, next_run, command_id=command_id)
+        except StoreError:
+            with self._lock:
+                if state.current is run:  # as if it had never been asked for
+                    state.current = None
+                    state.run_count, state.last_started_at, state.stuck = before
+            self._publish_scheduler_if_changed()
+            raise
+        run.recorded = True
+        self.executor.submit(partial(self._execute, run))
+        with self._lock:
             event = self._capture(state)
-        self.writer.submit(
-            lambda conn: self.store.add_audit(conn, now, user, name, "run", None, run.id)
-        )
         self._emit([event])
         return event[0]
 
@@ -618,46 +627,49 @@ class Engine:
         state = self._state(name)
         return self._change(name, user, "reset", interval=state.definition.interval)
 
-    def _change(self, name, user, action, *, paused=None, interval=None):
+    def _change(self, name, user, action, **changes):
+        """Save and apply one control: ``paused`` or ``interval`` (seconds)."""
         state = self._state(name)
+        default = state.definition.interval
+        if "interval" in changes:
+            seconds = changes.pop("interval")
+            changes["interval_seconds"] = None if seconds == default else seconds
         with self._control_lock:
             now = self.clock.now()
-            with self._lock:
-                old_paused, old_interval = state.paused, state.interval
-                new_paused = old_paused if paused is None else paused
-                new_interval = old_interval if interval is None else interval
-                next_run = (
-                    None
-                    if new_paused
-                    else self._next_run_after_change(
-                        state, new_interval, now, resumed=old_paused and not new_paused
+
+            def plan(saved, new):
+                # What is saved, not this process's copy, is what the control changes.
+                was_paused, is_paused = saved["paused"], new["paused"]
+                was_interval = saved["interval_seconds"] or default
+                interval = new["interval_seconds"] or default
+                with self._lock:
+                    next_run = (
+                        None
+                        if is_paused
+                        else self._next_run_after_change(
+                            state, interval, now, was_paused=was_paused, was_interval=was_interval
+                        )
                     )
-                )
-            if action in ("pause", "resume"):
-                old_value = "paused" if old_paused else "active"
-                new_value = "paused" if new_paused else "active"
-            else:
-                old_value, new_value = format_interval(old_interval), format_interval(new_interval)
+                if action in ("pause", "resume"):
+                    texts = (
+                        "paused" if was_paused else "active",
+                        "paused" if is_paused else "active",
+                    )
+                else:
+                    texts = (format_interval(was_interval), format_interval(interval))
+                return (next_run, *texts)
+
             # On disk first: if this raises, nothing has changed (and the status bar
             # says that saving fails).
             try:
-                self.store.save_setting(
-                    name,
-                    interval=None if new_interval == state.definition.interval else new_interval,
-                    paused=new_paused,
-                    next_run=next_run,
-                    at=now,
-                    user=user,
-                    action=action,
-                    old_value=old_value,
-                    new_value=new_value,
-                    origin=self.owner,
+                _, new, next_run = self.store.save_control(
+                    name, plan, at=now, user=user, action=action, origin=self.owner, **changes
                 )
             finally:
                 self._publish_scheduler_if_changed()
             with self._lock:
-                state.paused = new_paused
-                state.interval = new_interval
+                state.paused = new["paused"]
+                state.interval = new["interval_seconds"] or default
                 state.next_run = next_run
                 event = self._capture(state)
             self._commands.put(("sync", name))
@@ -665,9 +677,11 @@ class Engine:
         self._emit([event])
         return event[0]
 
-    def _next_run_after_change(self, state, interval, now, resumed):
-        unchanged = not resumed and not state.paused and interval == state.interval
-        if unchanged and state.next_run is not None:
+    def _next_run_after_change(self, state, interval, now, *, was_paused, was_interval):
+        """The next slot once a job runs every ``interval`` again (it was paused or
+        ran every ``was_interval``): one interval after its last start, or now if
+        that has passed; unchanged if nothing changed."""
+        if not was_paused and interval == was_interval and state.next_run is not None:
             return state.next_run
         base = state.last_started_at
         if base is None:
@@ -865,10 +879,20 @@ class Engine:
         self._synced_seq = newest
         events = []
         now = self.clock.now()
+        # Saved controls and live states in the order they were written.
+        changes = sorted(
+            [("control", row) for row in settings] + [("live", row) for row in live],
+            key=lambda change: change[1]["seq"],
+        )
         with self._lock:
-            for row in settings:
+            for kind, row in changes:
                 state = self._states.get(row["job"])
                 if state is None or row["origin"] == self.owner:
+                    continue
+                if kind == "live":
+                    if not self.leader:
+                        st.apply_raw(state, row["data"])
+                        events.append(self._capture(state))
                     continue
                 interval = row["interval_seconds"] or state.definition.interval
                 paused = bool(row["paused"])
@@ -877,7 +901,11 @@ class Engine:
                         None
                         if paused
                         else self._next_run_after_change(
-                            state, interval, now, resumed=state.paused and not paused
+                            state,
+                            interval,
+                            now,
+                            was_paused=state.paused,
+                            was_interval=state.interval,
                         )
                     )
                     self._commands.put(("sync", state.name))
@@ -885,23 +913,19 @@ class Engine:
                         partial(_save_next_run, self.store, state.name, state.next_run)
                     )
                 state.paused, state.interval = paused, interval
+                if paused:
+                    state.next_run = None
                 events.append(self._capture(state))
-            if not self.leader:
-                for row in live:
-                    state = self._states.get(row["job"])
-                    if state is None or row["origin"] == self.owner:
-                        continue
-                    st.apply_raw(state, row["data"])
-                    events.append(self._capture(state))
         if events and self.leader:
             self._wake.put(None)
         self._emit(events)
         if self.leader:
-            for command in self.store.take_commands():
+            for command in self.store.pending_commands():
                 try:
-                    self.run_now(command["job"], user=command["user"])
+                    self.run_now(command["job"], user=command["user"], command_id=command["id"])
                 except (JobBusyError, UnknownJobError, NotLeaderError) as exc:
                     log.info("Queued run of %s not started: %s", command["job"], exc)
+                    self.store.drop_command(command["id"])
 
     def _lease_valid(self):
         return (

@@ -2,6 +2,7 @@
 
 import functools
 import itertools
+import os
 import uuid
 from dataclasses import dataclass, field
 
@@ -31,6 +32,17 @@ _run_numbers = itertools.count(1)
 def new_run_id():
     """An id unique across processes and restarts, without a system call per run."""
     return f"{_RUN_ID_PREFIX}{next(_run_numbers):08x}"
+
+
+def _new_run_id_prefix():
+    """A forked process (a gunicorn worker) draws its own prefix, or every worker
+    of one master would number its runs alike."""
+    global _RUN_ID_PREFIX, _run_numbers
+    _RUN_ID_PREFIX = uuid.uuid4().hex[:12]
+    _run_numbers = itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_new_run_id_prefix)
 
 
 @dataclass(slots=True)
@@ -215,10 +227,19 @@ def state_to_raw(state):
     return raw
 
 
+# Every process takes pause and interval from the saved controls, in the order they
+# were saved; a live state written before a control must not undo it.
+CONTROLLED_FIELDS = frozenset({"interval", "paused"})
+
+
 def apply_raw(state, raw):
-    """Make ``state`` show what ``state_to_raw`` captured in another process."""
+    """Make ``state`` show what ``state_to_raw`` captured in another process (all
+    but its pause and interval, which come from the saved controls)."""
     for name in RAW_FIELDS:
-        setattr(state, name, raw[name])
+        if name not in CONTROLLED_FIELDS:
+            setattr(state, name, raw[name])
+    if state.paused:
+        state.next_run = None
     current = raw["current"]
     if current is None:
         state.current = None

@@ -125,23 +125,27 @@ class Store(Database):
             r["job"]: {"interval": r["interval_seconds"], "paused": bool(r["paused"])} for r in rows
         }
 
-    def save_setting(
-        self,
-        job,
-        *,
-        interval,
-        paused,
-        next_run,
-        at,
-        user,
-        action,
-        old_value,
-        new_value,
-        origin=None,
-    ):
-        """Persist a job's overrides, its next slot and the control's audit line, atomically."""
+    def save_control(self, job, plan, *, at, user, action, origin=None, **changes):
+        """Save one control of ``job`` atomically: the override it changes (``paused``
+        and/or ``interval_seconds``, None for the default interval), the job's next
+        slot and the audit line.
+
+        The job's saved overrides are read inside the same write transaction, so a
+        control saved meanwhile by another process is neither undone nor misreported:
+        ``plan(saved, new)`` gets both as {"paused", "interval_seconds"} and returns
+        (next_run, old_value, new_value) for the job state and the audit line.
+        Returns (saved, new, next_run)."""
 
         def write(conn):
+            row = conn.execute(
+                "SELECT interval_seconds, paused FROM job_settings WHERE job = ?", (job,)
+            ).fetchone()
+            saved = {
+                "paused": bool(row["paused"]) if row else False,
+                "interval_seconds": row["interval_seconds"] if row else None,
+            }
+            new = dict(saved, **changes)
+            next_run, old_value, new_value = plan(saved, new)
             conn.execute(
                 "INSERT INTO job_settings"
                 " (job, interval_seconds, paused, updated_at, updated_by, seq, origin)"
@@ -149,12 +153,21 @@ class Store(Database):
                 " interval_seconds = excluded.interval_seconds, paused = excluded.paused,"
                 " updated_at = excluded.updated_at, updated_by = excluded.updated_by,"
                 " seq = excluded.seq, origin = excluded.origin",
-                (job, interval, int(paused), at, user, _next_seq(conn), origin),
+                (
+                    job,
+                    new["interval_seconds"],
+                    int(new["paused"]),
+                    at,
+                    user,
+                    _next_seq(conn),
+                    origin,
+                ),
             )
             self.save_job_state(conn, job, next_run=next_run)
             self.add_audit(conn, at, user, job, action, old_value, new_value)
+            return saved, new, next_run
 
-        self._write(write)
+        return self._write(write)
 
     def record_audit(self, *, at, user, job, action, old_value=None, new_value=None):
         """Add one line to the audit trail."""
@@ -371,16 +384,27 @@ class Store(Database):
         """The change counter: it moves with every saved control, live state or command."""
         return self._read("SELECT value FROM counters WHERE name = 'changes'")[0][0]
 
-    def take_commands(self):
-        """Remove and return every queued control, oldest first."""
+    def pending_commands(self):
+        """Every queued control, oldest first (each is removed when it is carried out,
+        in the same transaction, or dropped)."""
+        return [dict(r) for r in self._read("SELECT * FROM commands ORDER BY id")]
+
+    def drop_command(self, command_id):
+        """Forget a queued control that cannot be carried out."""
+        self._write(lambda conn: conn.execute("DELETE FROM commands WHERE id = ?", (command_id,)))
+
+    def record_manual_run(self, run, owner, next_run, *, command_id=None):
+        """Record a manual run as started, with its audit line (and remove the queued
+        request it carries out), in one transaction."""
 
         def write(conn):
-            rows = conn.execute("SELECT * FROM commands ORDER BY id").fetchall()
-            if rows:
-                conn.execute("DELETE FROM commands WHERE id <= ?", (rows[-1]["id"],))
-            return [dict(r) for r in rows]
+            self.insert_run(conn, run, owner)
+            self.save_job_state(conn, run.job, last_started_at=run.started_at, next_run=next_run)
+            self.add_audit(conn, run.started_at, run.user, run.job, "run", None, run.id)
+            if command_id is not None:
+                conn.execute("DELETE FROM commands WHERE id = ?", (command_id,))
 
-        return self._write(write)
+        self._write(write)
 
     # -- the scheduler lease ----------------------------------------------------------
 

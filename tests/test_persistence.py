@@ -198,7 +198,7 @@ def test_a_failed_write_changes_nothing(registry, make_engine, store, monkeypatc
     def disk_full(*args, **kwargs):
         raise StoreError("Cannot write to the database: database or disk is full")
 
-    monkeypatch.setattr(store, "save_setting", disk_full)
+    monkeypatch.setattr(store, "save_control", disk_full)
     with pytest.raises(StoreError, match="disk is full"):
         engine.pause("zones")
     assert engine.job("zones") == before
@@ -251,3 +251,34 @@ def test_a_job_that_returns_junk_has_it_recorded_as_text(registry, make_engine, 
     assert engine.runs("junk")[0]["outcome"] == "ok"
     assert "unprintable Junk" in engine.runs("junk")[0]["result"]
     assert len(engine.runs("big")[0]["result"]) < 600
+
+
+def test_a_run_now_is_on_disk_with_its_audit_line_before_it_is_acknowledged(
+    registry, make_engine, store
+):
+    add_job(registry, "zones", "5m")
+    engine = make_engine(registry)
+    engine.run_now("zones", user="alice")
+    # Read at once, before the background writer had any chance to write.
+    (run,) = store.runs("zones")
+    assert (run["trigger"], run["user"]) == ("manual", "alice")
+    (line,) = store.audit_trail("zones")
+    assert (line["user"], line["action"], line["new_value"]) == ("alice", "run", run["run_id"])
+    settle(engine)
+
+
+def test_a_run_now_that_cannot_be_saved_starts_nothing(registry, make_engine, store, monkeypatch):
+    started = []
+    add_job(registry, "zones", "5m", body=lambda ctx: started.append(ctx.trigger))
+    engine = make_engine(registry)
+    before = engine.job("zones")
+
+    def disk_full(*args, **kwargs):
+        raise StoreError("Cannot write to the database: database or disk is full")
+
+    monkeypatch.setattr(store, "record_manual_run", disk_full)
+    with pytest.raises(StoreError, match="disk is full"):
+        engine.run_now("zones", user="alice")
+    settle(engine)
+    assert started == []
+    assert engine.job("zones") == before

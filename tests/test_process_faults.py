@@ -330,14 +330,6 @@ def test_after_a_power_cut_every_acknowledged_control_holds_and_the_cut_run_is_i
         assert not any(text in log for text in RECORDING_FAILURES), log[-3000:]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Engine.run_now acknowledges before the run's start record and its audit line "
-        "are on disk: both are queued for the RunWriter thread, so a power cut right "
-        "after the 202 loses them (scheduler/engine.py)"
-    ),
-)
 def test_a_run_now_acknowledged_just_before_a_power_cut_is_in_the_history(tmp_path):
     instance = tmp_path / "instance"
     with running_server(instance, tmp_path, name="before") as server:
@@ -351,14 +343,22 @@ def test_a_run_now_acknowledged_just_before_a_power_cut_is_in_the_history(tmp_pa
         # server, a maintenance job) and holds its write lock briefly.  A control
         # that writes before it answers waits for it; one that does not answers at
         # once.  This makes the race below happen every time instead of most times.
-        with contextlib.closing(sqlite3.connect(instance / "jobs.db", timeout=5)) as other:
+        with contextlib.closing(
+            sqlite3.connect(instance / "jobs.db", timeout=5, check_same_thread=False)
+        ) as other:
             other.execute("BEGIN IMMEDIATE")
-            started = time.monotonic()
-            reply = session.post_json("/api/jobs/demo_slow/run")
-            report("run now answered while another process wrote", time.monotonic() - started)
+            release = threading.Timer(0.3, lambda: other.execute("ROLLBACK"))
+            release.start()
+            try:
+                started = time.monotonic()
+                reply = session.post_json("/api/jobs/demo_slow/run")
+                answered = time.monotonic() - started
+                report("run now answered while another process wrote", answered)
+            finally:
+                release.join()
             assert reply.status == 202, reply.text
+            assert answered >= 0.25, "answered before it could write"
             power_cut(server)
-            other.execute("ROLLBACK")
 
     with running_server(instance, tmp_path, name="after") as server:
         session = signed_in(server)
@@ -368,15 +368,6 @@ def test_a_run_now_acknowledged_just_before_a_power_cut_is_in_the_history(tmp_pa
     assert [line[:3] for line in audit] == [("admin", "demo_slow", "run")], audit
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Engine._change builds the whole settings row (paused and interval) from this "
-        "worker's copy of the job before it writes, and Store.save_setting writes the "
-        "whole row: of two controls of one job acknowledged by two workers at about the "
-        "same moment, the later write undoes the earlier (scheduler/engine.py, store.py)"
-    ),
-)
 def test_two_controls_of_one_job_acknowledged_by_two_workers_both_hold(tmp_path):
     instance = tmp_path / "instance"
     with running_server(instance, tmp_path, workers=2) as server:
@@ -563,16 +554,6 @@ def _counts(streams):
     return {pid: len(held) for pid, held in streams.items()}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Run ids repeat across workers: scheduler/state.py draws _RUN_ID_PREFIX once at "
-        "import, which happens in the gunicorn master (on_starting builds the app), so "
-        "every forked worker shares it and counts from 1; the successor's first runs "
-        "collide with the dead scheduler's on runs.run_id, its run records are retried "
-        "then dropped, and its finish updates overwrite the dead scheduler's rows"
-    ),
-)
 def test_after_a_takeover_the_history_shows_the_cut_off_run_and_the_successors_runs(tmp_path):
     instance = tmp_path / "instance"
     with running_server(instance, tmp_path, workers=2) as server:

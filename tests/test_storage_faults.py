@@ -353,16 +353,17 @@ def test_jobs_keep_starting_while_another_process_holds_the_lock(make_app, clock
     with lock_held(client.db_path) as lock:
         clock.advance(60)
         engine.step()  # tick is due
-        assert post(client, "/api/jobs/zones/run").status_code == 202
-        starts.wait(2)
+        # Run Now is acknowledged only once on disk: past the busy timeout, 503.
+        assert post(client, "/api/jobs/zones/run").status_code == 503
+        assert starts.wait(1) == [("tick", "scheduled")]
         assert client.get("/api/jobs/tick").json["run_count"] == 1
         released = lock.release()
-    assert max(starts.times) < released, "the runs waited for the lock"
-    # Their records waited for the lock instead; they land once it goes.
+    assert max(starts.times) < released, "the scheduled run waited for the lock"
+    # Its records waited for the lock instead; they land once it goes.
     assert engine.writer.flush(timeout=10)
     runs = {job: engine.store.runs(job) for job in ("tick", "zones")}
     assert [(r["trigger"], r["outcome"]) for r in runs["tick"]] == [("scheduled", "ok")]
-    assert [(r["trigger"], r["outcome"]) for r in runs["zones"]] == [("manual", "ok")]
+    assert runs["zones"] == []
     assert scheduler_info(client)["persistence_ok"] is True
 
 
@@ -458,8 +459,12 @@ def test_runs_go_on_while_writes_fail_and_the_page_says_so_until_they_work(
         fault.on = True
         clock.advance(60)
         engine.step()  # tick is due
-        assert post(client, "/api/jobs/zones/run").status_code == 202
-        assert starts.wait(2) == [("tick", "scheduled"), ("zones", "manual")]
+        # Run Now is a control like the others: not on disk, not started, 503.
+        refused = post(client, "/api/jobs/zones/run")
+        assert refused.status_code == 503
+        assert "input/output error" in refused.json["error"]
+        assert starts.wait(1) == [("tick", "scheduled")]
+        assert engine.job("zones")["status"] == "idle"
 
         failing = wait_for_event(stream, "scheduler", lambda d: d["persistence_ok"] is False)
         assert "input/output error" in failing["persistence_error"]
@@ -477,7 +482,7 @@ def test_runs_go_on_while_writes_fail_and_the_page_says_so_until_they_work(
     assert scheduler_info(client)["persistence_error"] is None
     assert engine.writer.flush()
     assert [r["outcome"] for r in engine.store.runs("tick")] == ["ok"]
-    assert [r["trigger"] for r in engine.store.runs("zones")] == ["manual"]
+    assert engine.store.runs("zones") == []
 
 
 def test_runs_made_during_a_long_fault_are_recorded_once_it_is_over(

@@ -109,3 +109,34 @@ def test_a_follower_refuses_run_now_while_the_scheduler_runs_the_job(store, cloc
     release.set()
     for engine in (leader, follower):
         engine.stop(grace=2)
+
+
+def test_a_control_saved_elsewhere_is_kept_by_a_control_of_the_other_setting(pair, store):
+    """Each process changes only the setting its control is about, reading the saved
+    one inside its write: a stale copy never undoes another process's control."""
+    leader, follower = pair
+    follower.pause("zones", user="alice")  # the leader has not looked yet
+    job = leader.set_interval("zones", "5m", user="bob")
+    assert (job["paused"], job["interval"]) == (True, "5m")
+    settings = store.load_settings()["zones"]
+    assert (bool(settings["paused"]), settings["interval"]) == (True, 300)
+    audit = [
+        (a["user"], a["action"], a["old_value"], a["new_value"]) for a in store.audit_trail("zones")
+    ]
+    assert audit == [("bob", "interval", "1m", "5m"), ("alice", "pause", "active", "paused")]
+
+
+def test_a_live_state_written_before_a_control_does_not_undo_it(pair, clock):
+    leader, follower = pair
+    leader.run_now("zones")  # its live states are written for the follower...
+    settle(leader)
+    leader.pause("zones", user="alice")  # ...then the pause, saved after them
+    leader.writer.flush()
+    with follower.subscribe() as subscription:
+        follower.sync()
+        events = subscription.get(timeout=1)
+    assert [(e.key, e.data["status"]) for e in events if e.key == "zones"][-1:] == [
+        ("zones", "paused")
+    ]
+    assert follower.job("zones")["paused"] is True
+    assert follower.job("zones")["next_run"] is None
