@@ -1,5 +1,6 @@
 """The gunicorn worker: gevent's, made to end live streams and jobs when told to stop."""
 
+import errno
 import time
 
 import gevent
@@ -41,7 +42,14 @@ class JobsGeventWorker(GeventWorker):
             stopping.join(timeout=1.0)
 
     def handle_request(self, listener_name, req, sock, addr):
-        super().handle_request(listener_name, req, sock, addr)
+        try:
+            super().handle_request(listener_name, req, sock, addr)
+        except TimeoutError as exc:
+            # A live stream whose client stopped reading (JOBS_SSE_SEND_TIMEOUT):
+            # dropped like a client that went away, with a line in the log
+            # instead of a traceback.
+            self.log.info("Dropped %s: it stopped reading its event stream", addr)
+            raise BrokenPipeError(errno.EPIPE, "the client stopped reading") from exc
         if not self.alive:
             # A response that began before SIGTERM promised keep-alive; close the
             # connection now rather than hold the worker up to `keepalive` seconds.

@@ -14,9 +14,10 @@ waits.
 
 import json
 import random
+import socket
 import time
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response, current_app, request
 from flask_login import current_user
 
 from routes.access import admin_api
@@ -25,6 +26,7 @@ from scheduler import RESYNC
 bp = Blueprint("stream", __name__)
 
 RETRY_MS = 3000
+SEND_BUFFER_BYTES = 64 * 1024  # what one client that stopped reading can hold
 
 
 def frame(data=None, *, event=None, id=None, retry=None):
@@ -42,6 +44,14 @@ def frame(data=None, *, event=None, id=None, retry=None):
     return ("\n".join(lines) + "\n\n").encode()
 
 
+def event_frame(change):
+    """``change`` in wire format, encoded once for every stream that sends it."""
+    encoded = change.encoded
+    if encoded is None:
+        encoded = change.encoded = frame(change.data, event=change.kind, id=change.version)
+    return encoded
+
+
 def comment(text):
     """A comment line, which EventSource ignores: used as the heartbeat."""
     return f": {text}\n\n".encode()
@@ -57,6 +67,7 @@ def stream():
     sid = current_user.sid
     heartbeat = app.config["SSE_HEARTBEAT_SECONDS"]
     lifetime = app.config["SSE_MAX_AGE_SECONDS"] * random.uniform(0.9, 1.0)
+    _bound_sending(request.environ.get("gunicorn.socket"), app.config["SSE_SEND_TIMEOUT_SECONDS"])
 
     def signed_in():
         user = accounts.user_for_session(sid)
@@ -68,9 +79,10 @@ def stream():
         subscription = engine.subscribe()
         try:
             yield frame(event=None, retry=RETRY_MS)
-            snapshot = subscription.snapshot
+            snapshot, subscription.snapshot = subscription.snapshot, None
             yield frame(snapshot, event="snapshot", id=snapshot["version"])
             shown = _health(snapshot["scheduler"])
+            snapshot = None  # not kept for the stream's whole life
             ends_at = time.monotonic() + lifetime
             last_sent = last_checked = time.monotonic()
             while not subscription.closed:
@@ -98,16 +110,14 @@ def stream():
                     snapshot = engine.snapshot()
                     shown = _health(snapshot["scheduler"])
                     yield frame(snapshot, event="snapshot", id=snapshot["version"])
+                    snapshot = None
                     last_sent = time.monotonic()
                     continue
                 if changes:
                     for change in changes:
                         if change.kind == "scheduler":
                             shown = _health(change.data)
-                    yield b"".join(
-                        frame(change.data, event=change.kind, id=change.version)
-                        for change in changes
-                    )
+                    yield b"".join(event_frame(change) for change in changes)
                     last_sent = time.monotonic()
                 elif time.monotonic() - last_sent >= heartbeat:
                     yield comment("heartbeat")
@@ -120,6 +130,20 @@ def stream():
     response.headers["X-Accel-Buffering"] = "no"
     response.headers["Content-Encoding"] = "identity"
     return response
+
+
+def _bound_sending(sock, timeout):
+    """A client that stops reading must not hold the stream (and its greenlet)
+    forever: a send that makes no progress for ``timeout`` seconds fails, and the
+    server drops the connection.  A small send buffer makes that happen soon
+    after the client stops, and bounds what it holds meanwhile."""
+    if sock is None:  # not under gunicorn (tests, the development server)
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+        sock.settimeout(timeout)
+    except OSError:  # already closed: the first write will say so
+        pass
 
 
 def _health(scheduler):

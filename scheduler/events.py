@@ -8,21 +8,25 @@ resync (fetch a fresh snapshot) instead.  ``publish`` may be called from any
 thread; waiting subscribers are woken through ``native.Signal``.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .native import Lock, Signal
 
 RESYNC = "resync"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Event:
-    """One change: ``kind`` is "job" or "scheduler", ``data`` the new state."""
+    """One change: ``kind`` is "job" or "scheduler", ``data`` the new state.
+
+    ``encoded`` is for whoever sends the event on: a web stream encodes it once
+    and every other stream sends the same bytes."""
 
     version: int
     kind: str
     key: str
     data: dict
+    encoded: bytes | None = field(default=None, compare=False, repr=False)
 
 
 class Subscription:

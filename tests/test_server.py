@@ -7,12 +7,14 @@ printed (run with ``-s`` or ``-rP`` to see them).
 
 import ast
 import contextlib
+import socket
 import sqlite3
 import stat
 import time
 
 import pytest
 from server_support import (
+    HOST,
     REPO,
     Session,
     job_event,
@@ -455,3 +457,64 @@ def test_sigterm_ends_open_streams_at_once_and_the_server_exits_soon(tmp_path):
             + server.output()[-4000:]
         )
         assert "Worker graceful timeout" not in server.output()
+
+
+def test_a_client_that_stops_reading_is_dropped_and_the_others_keep_up(tmp_path):
+    """A stream whose client stopped reading holds a small send buffer, then is
+    dropped once a send has made no progress for JOBS_SSE_SEND_TIMEOUT; a reading
+    stream on the same worker goes on receiving every change meanwhile."""
+    env = {"JOBS_SSE_SEND_TIMEOUT": "1"}
+    with running_server(tmp_path / "instance", tmp_path, env=env) as server:
+        session = signed_in(server)
+        reader, _ = open_stream(session)
+        stalled = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect
+        stalled.settimeout(10)
+        controls = session.connection()
+        try:
+            stalled.connect((HOST, server.port))
+            stalled.sendall(
+                b"GET /api/jobs/sse HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\n"
+                b"Cookie: " + session.cookie_header().encode() + b"\r\n\r\n"
+            )
+            head = stalled.recv(256)  # its answer began; from here on it reads nothing
+            assert head.startswith(b"HTTP/1.1 200"), head
+            # Changes for every stream until the stalled one's buffers are full and
+            # its sends make no progress; bounded by a count and a time.
+            toggles, sent_at = 0, time.monotonic()
+            while toggles < 2000 and time.monotonic() - sent_at < 20:
+                action = "pause" if toggles % 2 == 0 else "resume"
+                assert controls.request("POST", f"/api/jobs/demo_tick/{action}").status == 200
+                toggles += 1
+                if toggles % 50 == 0 and _closed_by_server(stalled):
+                    break
+            dropped = wait_until(lambda: _closed_by_server(stalled), 10, message="dropped")
+            took = time.monotonic() - sent_at
+            # The reader saw the last change, without waiting on the stalled client.
+            last = "paused" if toggles % 2 == 1 else "idle"
+            reader.wait_for(job_event("demo_tick", status=last), 5, f"demo_tick {last}")
+        finally:
+            controls.close()
+            stalled.close()
+            reader.close()
+        report(f"{toggles} changes until a non-reading client was dropped", took)
+        assert dropped
+        assert "Traceback" not in server.output()
+
+
+def _closed_by_server(sock):
+    """True once the server closed its end of ``sock``'s connection, read from the
+    kernel's table of TCP sockets (the client cannot tell: with its window full,
+    the server's end of stream waits behind the data it never read)."""
+    client_port = sock.getsockname()[1]
+    server_port = sock.getpeername()[1]
+    established = "01"
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            local, remote, state = fields[1], fields[2], fields[3]
+            if int(local.split(":")[1], 16) == server_port and (
+                int(remote.split(":")[1], 16) == client_port
+            ):
+                return state != established
+    return True  # gone altogether
