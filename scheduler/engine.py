@@ -392,7 +392,8 @@ class Engine:
             wait = (self._hold_until or 0.0) - time.monotonic()
             if wait > 0:
                 self._awaiting_drain = True  # the executor wakes the loop when drained
-                return wait
+                if self.executor.pending():  # (unless it drained just before that)
+                    return wait
         self._awaiting_drain = False
         changed = {}
         with self._lock:

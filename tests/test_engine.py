@@ -546,3 +546,53 @@ def test_a_run_that_finishes_at_once_is_recorded_as_finished(registry, make_engi
         assert engine.wait_idle(2)
     engine.writer.flush()
     assert [r["outcome"] for r in store.runs("quick", 100)] == ["ok"] * 50
+
+
+def test_a_burst_of_due_jobs_on_the_running_loop_starts_each_once_and_records_them_all(
+    store, registry
+):
+    """The loop hands every due job over before recording or publishing any of them;
+    afterwards each run is on disk with its slot and the page shows every job idle."""
+    import threading
+    import time as real_time
+
+    from scheduler import Engine
+
+    count = 300
+    ran = []
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def body(ctx):
+        with lock:
+            ran.append((ctx.job, ctx.slot))
+            if len(ran) == count:
+                done.set()
+
+    names = [f"job{i:03d}" for i in range(count)]
+    for name in names:
+        registry.add(body, name=name, category="dns", interval="1h", description="Burst.")
+    slot = real_time.time() + 0.3  # a fraction of a second on the real clock
+    store._write(lambda conn: [store.save_job_state(conn, n, next_run=slot) for n in names])
+    engine = Engine(registry, store, lease_ttl=60)
+    engine.start()
+    try:
+        with engine.subscribe() as subscription:
+            assert done.wait(5), f"{len(ran)} of {count} jobs ran"
+            assert engine.wait_idle(5)
+            latest = {}
+            for _ in range(100):  # bounded: until every job's final state arrived
+                for event in subscription.get(timeout=0.05) or []:
+                    if event.kind == "job":
+                        latest[event.key] = event.data
+                if all(latest.get(n, {}).get("run_count") == 1 for n in names):
+                    break
+        assert sorted(ran) == [(n, slot) for n in names]
+        assert {latest[n]["status"] for n in names} == {"idle"}
+        assert engine.writer.flush()
+        for name in names[:: count // 10]:
+            (run,) = store.runs(name)
+            assert (run["slot"], run["outcome"], run["trigger"]) == (slot, "ok", "scheduled")
+        assert store.count_runs() == count
+    finally:
+        engine.stop(grace=1)
