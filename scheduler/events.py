@@ -69,8 +69,14 @@ class Subscription:
                 self._resync = False
                 self._unread = 0
                 return RESYNC
-            events = sorted(self._pending.values(), key=lambda e: e.version)
-            self._pending.clear()
+            pending = self._pending
+            if not pending:
+                events = []
+            elif len(pending) == 1:
+                events = list(pending.values())
+            else:
+                events = sorted(pending.values(), key=_version)
+            pending.clear()
             self._unread = 0
         if events:
             self.version = events[-1].version
@@ -85,6 +91,10 @@ class Subscription:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _version(event):
+    return event.version
 
 
 class EventBus:
@@ -105,8 +115,7 @@ class EventBus:
             subscribers = list(self._subscribers)
             for subscription in subscribers:
                 subscription._offer(event)
-        for subscription in subscribers:
-            subscription._signal.set()
+        Signal.set_all([subscription._signal for subscription in subscribers])
         return event.version
 
     def subscribe(self, snapshot_fn):

@@ -117,6 +117,23 @@ class Signal:
             return
         self._queue.put(None)
 
+    @staticmethod
+    def set_all(signals):
+        """``set()`` each of ``signals``, reaching each gevent hub once for all its
+        signals (one callback into the hub, not one per waiting greenlet)."""
+        by_hub = {}
+        here = get_ident()
+        for signal in signals:
+            hub = signal._hub
+            if hub is None:
+                signal._queue.put(None)
+            elif hub.thread_ident == here:
+                signal._event.set()
+            else:
+                by_hub.setdefault(hub, []).append(signal._event)
+        for hub, events in by_hub.items():
+            hub.loop.run_callback_threadsafe(_set_events, events)
+
     def wait(self, timeout=None):
         """Wait until set or ``timeout`` seconds pass; return True if set.  Clears the flag."""
         if self._hub is not None:
@@ -132,6 +149,11 @@ class Signal:
                 self._queue.get_nowait()
             except Empty:
                 return True
+
+
+def _set_events(events):
+    for event in events:
+        event.set()
 
 
 _off_hub_pool = None
