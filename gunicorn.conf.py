@@ -11,9 +11,8 @@ changes through the database (about five times a second), so a control posted
 to worker A reaches a stream held by worker B within a second.
 """
 
-import gc
-
 import settings as _settings
+from scheduler.collector import tune_after_start
 
 _config = _settings.load()
 
@@ -48,17 +47,8 @@ def on_starting(server):
 def post_worker_init(worker):
     """In each worker, after gevent has patched it: start the scheduler threads."""
     worker.wsgi.extensions["jobs"].start()
-    # Everything loaded so far (modules, the app, the job states) lives as long as
-    # the worker: keep it out of the collector's full passes, which otherwise walk
-    # it all and hold the hub (and every stream) for tens of milliseconds.  And
-    # collect young objects less often: every delivery to every stream allocates a
-    # few, and with a thousand streams the default (every 700 allocations) ran a
-    # collection a dozen times per change (measured in bench/sse_load.py: 250
-    # collections in 20 changes to 1,000 streams; 4 with these thresholds, and the
-    # slowest delivery 30% sooner).  Reference counting frees almost all of them
-    # anyway; the collector is only for cycles.
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
+    # Out of the collector's way once everything is loaded: see scheduler/collector.py.
+    tune_after_start()
 
 
 def worker_exit(server, worker):

@@ -90,7 +90,5 @@ def load(environ=None):
         ),
         "SSE_HEARTBEAT_SECONDS": env_float(environ, "JOBS_SSE_HEARTBEAT", 15.0, minimum=0.05),
         "SSE_MAX_AGE_SECONDS": env_float(environ, "JOBS_SSE_MAX_AGE", 600.0, minimum=0.1),
-        "SSE_SEND_TIMEOUT_SECONDS": env_float(
-            environ, "JOBS_SSE_SEND_TIMEOUT", 30.0, minimum=0.1
-        ),
+        "SSE_SEND_TIMEOUT_SECONDS": env_float(environ, "JOBS_SSE_SEND_TIMEOUT", 30.0, minimum=0.1),
     }

@@ -50,6 +50,10 @@ def run_ours(calls, gap, out):
     with tempfile.TemporaryDirectory(prefix="bench-jobs-") as tmp:
         engine, store = common.make_engine(tmp, specs)
         engine.start()
+        # As the server's worker does once started (gunicorn.conf.py).
+        from scheduler.collector import tune_after_start
+
+        tune_after_start()
         drain = common.EventDrain(engine)
         common.wait_leader(engine)
         time.sleep(0.5)  # let the take-over's records and events settle

@@ -74,6 +74,10 @@ def run_ours(offsets, base, until, samples, profile=False):
     with tempfile.TemporaryDirectory(prefix="bench-jobs-") as tmp:
         engine, store = common.make_engine(tmp, specs, first_slots=slots)
         engine.start()
+        # As the server's worker does once started (gunicorn.conf.py).
+        from scheduler.collector import tune_after_start
+
+        tune_after_start()
         drain = common.EventDrain(engine)
         common.wait_leader(engine)
         yield  # the caller measures the window

@@ -6,6 +6,7 @@ import signal
 
 from jobs import build_registry
 
+from .collector import tune_after_start
 from .engine import Engine
 from .native import SimpleQueue
 from .store import Store
@@ -28,6 +29,7 @@ def main():
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.put(None))
     engine.start()
+    tune_after_start()
     logging.getLogger("scheduler").info(
         "Running %d jobs from %s; Ctrl-C stops", len(engine.registry), store.path
     )

@@ -104,6 +104,7 @@ class Engine:
         self._capture_stamps = itertools.count()
         self._emitted_stamps = {}  # job -> stamp of the newest state published
         self._live_pending = {}  # job -> latest raw state not yet written for others
+        self._live_queued = False  # a _write_live is queued and has not started
         self._exited = SimpleQueue()
         self._thread_count = 0
         self.fault_backoff = 1.0  # seconds the loop waits after a failed step
@@ -782,17 +783,30 @@ class Engine:
                 self.bus.publish("job", name, data)
                 if self.leader:
                     with self._live_lock:
-                        flush = flush or not self._live_pending
                         self._live_pending[name] = raw
+                        if not self._live_queued:
+                            self._live_queued = flush = True
         if flush:
             self.writer.submit(self._write_live)
 
     def _write_live(self, conn):
-        """In the writer: save the latest live state of every job that changed."""
+        """In the writer: save the latest live state of every job that changed.
+        Each is forgotten only once it is committed (a failed write keeps it)."""
         with self._live_lock:
-            pending, self._live_pending = self._live_pending, {}
-        for name, raw in pending.items():
+            self._live_queued = False  # a change from now on queues the next write
+            pending = dict(self._live_pending)
+        for index, (name, raw) in enumerate(pending.items(), 1):
             self.store.save_live(conn, name, raw, self.owner)
+            if index % 8 == 0:
+                native_sleep(0)  # see RunWriter: a due job's start comes first
+
+        def committed():
+            with self._live_lock:
+                for name, raw in pending.items():
+                    if self._live_pending.get(name) is raw:  # not changed since
+                        del self._live_pending[name]
+
+        return committed
 
     def _publish_scheduler(self):
         info = self.scheduler_info()
@@ -1021,12 +1035,14 @@ def _error_message(exc):
 
 def _record_starts(store, owner, starts, conn):
     """Record runs that started: [(run, the job's next slot)]."""
-    for run, next_run in starts:
+    for index, (run, next_run) in enumerate(starts, 1):
         store.insert_run(conn, run, owner)
         fields = {"last_started_at": run.started_at, "next_run": next_run}
         if run.slot is not None:
             fields["last_slot"] = run.slot
         store.save_job_state(conn, run.job, **fields)
+        if index % 8 == 0:
+            native_sleep(0)  # see RunWriter: a due job's start comes first
 
 
 def _record_finish(store, run, conn):

@@ -140,3 +140,32 @@ def test_a_live_state_written_before_a_control_does_not_undo_it(pair, clock):
     ]
     assert follower.job("zones")["paused"] is True
     assert follower.job("zones")["next_run"] is None
+
+
+def test_a_live_state_whose_write_failed_reaches_followers_once_writes_work(pair, monkeypatch):
+    import sqlite3
+
+    leader, follower = pair
+    leader.writer.flush()  # nothing of the start-up left queued
+    leader.writer._retry_delay = 0.01
+    leader.writer.start()
+    real_write, failures = leader.store._write, []
+
+    def first_batch_fails(fn):
+        if failures or not fn.__qualname__.startswith("RunWriter."):
+            return real_write(fn)
+        failures.append(fn)
+
+        def written_then_lost(conn):  # as when the commit fails: the disk is full
+            fn(conn)
+            raise sqlite3.OperationalError("database or disk is full")
+
+        return real_write(written_then_lost)
+
+    monkeypatch.setattr(leader.store, "_write", first_batch_fails)
+    leader.run_now("zones")  # its finish and live state go to the writer together
+    settle(leader)
+    assert failures, "no batch failed"
+    follower.sync()
+    job = follower.job("zones")
+    assert (job["run_count"], job["last_outcome"], job["status"]) == (1, "ok", "idle")
