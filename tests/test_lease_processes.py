@@ -164,9 +164,7 @@ def cluster_factory(tmp_path):
         60.0,
     ],
 )
-def test_a_standby_takes_over_within_the_ttl_when_the_leader_is_killed(
-    cluster_factory, lease_ttl
-):
+def test_a_standby_takes_over_within_the_ttl_when_the_leader_is_killed(cluster_factory, lease_ttl):
     # Each run takes 0.5 s, so the leader can be killed with a run in flight.
     cluster = cluster_factory(lease_ttl=lease_ttl, hold=0.5)
     cluster.start(3)
