@@ -6,13 +6,13 @@ run on their own native threads, so neither slows requests.
 
 More workers (JOBS_WORKERS) are safe: they all open the same SQLite file, one
 of them holds the scheduler lease and runs the jobs, the others stand by and
-take over within the lease time if it dies.  Every worker follows the others'
-changes through the database (about five times a second), so a control posted
-to worker A reaches a stream held by worker B within a second.
+take over at once if it dies.  Every worker follows the others' changes through
+the database, woken when the file changes, so a control posted to worker A
+reaches a stream held by worker B within milliseconds.
 """
 
 import settings as _settings
-from scheduler.collector import tune_after_start
+from scheduler.tuning import tune_after_start
 
 _config = _settings.load()
 
@@ -47,7 +47,8 @@ def on_starting(server):
 def post_worker_init(worker):
     """In each worker, after gevent has patched it: start the scheduler threads."""
     worker.wsgi.extensions["jobs"].start()
-    # Out of the collector's way once everything is loaded: see scheduler/collector.py.
+    # The collector and the GIL set for latency once everything is loaded: see
+    # scheduler/tuning.py.
     tune_after_start()
 
 

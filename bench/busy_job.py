@@ -85,7 +85,7 @@ def run_ours(base, window, busy, samples, delivered, stamped):
         subscription = engine.subscribe()  # on the hub's thread: waits on a gevent Event
         engine.start()
         # As the server's worker does once started (gunicorn.conf.py).
-        from scheduler.collector import tune_after_start
+        from scheduler.tuning import tune_after_start
 
         tune_after_start()
         common.wait_leader(engine)

@@ -60,7 +60,7 @@ def run_ours(slots, lease_ttl=None, sync_interval=None):
         engine.sync_interval = sync_interval
     engine.start()
     # As the server's worker does once started (gunicorn.conf.py).
-    from scheduler.collector import tune_after_start
+    from scheduler.tuning import tune_after_start
 
     tune_after_start()
     drain = common.EventDrain(engine)

@@ -51,7 +51,7 @@ def run_ours(calls, gap, out):
         engine, store = common.make_engine(tmp, specs)
         engine.start()
         # As the server's worker does once started (gunicorn.conf.py).
-        from scheduler.collector import tune_after_start
+        from scheduler.tuning import tune_after_start
 
         tune_after_start()
         drain = common.EventDrain(engine)

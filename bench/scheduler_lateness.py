@@ -75,7 +75,7 @@ def run_ours(offsets, base, until, samples, profile=False):
         engine, store = common.make_engine(tmp, specs, first_slots=slots)
         engine.start()
         # As the server's worker does once started (gunicorn.conf.py).
-        from scheduler.collector import tune_after_start
+        from scheduler.tuning import tune_after_start
 
         tune_after_start()
         drain = common.EventDrain(engine)

@@ -6,10 +6,10 @@ import signal
 
 from jobs import build_registry
 
-from .collector import tune_after_start
 from .engine import Engine
 from .native import SimpleQueue
 from .store import Store
+from .tuning import tune_after_start
 
 
 def main():

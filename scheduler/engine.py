@@ -280,6 +280,8 @@ class Engine:
                 log.warning("Lost the scheduler lease; not starting jobs until it is back")
                 self._set_leader(False)
         held = self._record_and_publish()
+        if held is None:
+            self._timetable.refresh()
         next_deadline = self._flag_stuck_runs()
         # Measured after the bookkeeping above, which can take a while after a burst.
         delays = [] if held is None else [held]
@@ -604,10 +606,10 @@ class Engine:
             self._publish_scheduler_if_changed()
             raise
         run.recorded = True
-        self.executor.submit(partial(self._execute, run))
         with self._lock:
             event = self._capture(state)
-        self._emit([event])
+        self._emit([event])  # before the hand-over: the body then starts without waiting
+        self.executor.submit(partial(self._execute, run))
         return event[0]
 
     def pause(self, name, user=None):

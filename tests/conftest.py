@@ -10,8 +10,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from helpers import (  # noqa: E402
     ADMIN_PASSWORD,
+    LONG_LEASE,
     USER_PASSWORD,
     AuthActions,
+    app_on,
     take_the_lease_by_hand,
 )
 
@@ -55,7 +57,7 @@ def make_engine(store, clock):
             registry,
             store,
             clock=clock,
-            lease_ttl=options.pop("lease_ttl", 400 * 86400.0),
+            lease_ttl=options.pop("lease_ttl", LONG_LEASE),
             **options,
         )
         if lead:
@@ -77,19 +79,14 @@ def make_engine(store, clock):
 def app(tmp_path, clock):
     """The app on a temporary instance folder, with the demo jobs, a manual clock,
     an ``admin`` and a non-admin ``viewer``; its scheduler is driven by hand."""
-    from app import create_app
     from extensions import limiter
 
-    app = create_app(
-        {
-            "TESTING": True,
-            "JOBS_INSTANCE_PATH": str(tmp_path / "instance"),
-            "JOBS_DEMO": True,
-            "JOBS_CLOCK": clock,
-            "JOBS_LEASE_SECONDS": 400 * 86400.0,
-            "SSE_HEARTBEAT_SECONDS": 0.2,
-            "SSE_MAX_AGE_SECONDS": 5.0,
-        }
+    app = app_on(
+        tmp_path / "instance",
+        clock,
+        JOBS_DEMO=True,
+        SSE_HEARTBEAT_SECONDS=0.2,
+        SSE_MAX_AGE_SECONDS=5.0,
     )
     limiter.reset()  # counters are per process; each test starts with none
     accounts = app.extensions["accounts"]

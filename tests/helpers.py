@@ -58,3 +58,22 @@ def admin_client(app):
     client.csrf = actions.csrf_token("/admin/jobs")
     client.app, client.engine = app, app.extensions["jobs"]
     return client
+
+
+LONG_LEASE = 400 * 86400.0  # outlasts any jump a test makes with its manual clock
+
+
+def app_on(instance, clock, **config):
+    """The app for a test on the ``instance`` folder, with a manual ``clock`` and a
+    lease that outlasts any clock jump; ``config`` adds or overrides settings."""
+    from app import create_app
+
+    return create_app(
+        {
+            "TESTING": True,
+            "JOBS_INSTANCE_PATH": str(instance),
+            "JOBS_CLOCK": clock,
+            "JOBS_LEASE_SECONDS": LONG_LEASE,
+            **config,
+        }
+    )

@@ -583,3 +583,33 @@ def job_event(name, **expected):
         return data["name"] == name and all(data.get(k) == v for k, v in expected.items())
 
     return matches
+
+
+# -- what the real-server tests share ---------------------------------------------------
+
+
+def report(what, seconds):
+    """Print a measured figure (seen with ``pytest -s`` or ``-rP``)."""
+    print(f"measured: {what}: {seconds * 1000:.1f} ms")
+
+
+def signed_in(server):
+    """A ``Session`` signed in as the first admin."""
+    session = Session(server.base_url)
+    session.login("admin", read_password(server.instance))
+    return session
+
+
+def open_stream(session):
+    """A stream past its opening ``retry:`` and ``snapshot``; returns (stream, snapshot)."""
+    stream = session.stream()
+    try:
+        assert stream.status == 200, stream.status
+        first = stream.next(5)
+        assert first is not None and first.retry is not None, first
+        snapshot = stream.next(5)
+        assert snapshot is not None and snapshot.event == "snapshot", snapshot
+    except BaseException:
+        stream.close()
+        raise
+    return stream, snapshot.json

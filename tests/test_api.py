@@ -6,7 +6,7 @@ import threading
 from functools import partial
 
 import pytest
-from helpers import ADMIN_PASSWORD, admin_client, settle, take_the_lease_by_hand
+from helpers import ADMIN_PASSWORD, admin_client, app_on, settle, take_the_lease_by_hand
 from werkzeug.security import generate_password_hash
 
 import accounts
@@ -74,20 +74,11 @@ class Gate:
 def held(tmp_path, clock):
     """An app whose one job, ``held``, runs until the test opens its gate; and an
     admin client signed in to it."""
-    from app import create_app
 
     gate = Gate()
     registry = JobRegistry()
     registry.add(gate.job, name="held", category="demo", interval="1h")
-    app = create_app(
-        {
-            "TESTING": True,
-            "JOBS_INSTANCE_PATH": str(tmp_path / "held"),
-            "JOBS_CLOCK": clock,
-            "JOBS_LEASE_SECONDS": 400 * 86400.0,
-            "JOBS_REGISTRY": registry,
-        }
-    )
+    app = app_on(tmp_path / "held", clock, JOBS_REGISTRY=registry)
     app.extensions["accounts"].create_user("admin", ADMIN_PASSWORD, admin=True)
     engine = take_the_lease_by_hand(app.extensions["jobs"])
     client = admin_client(app)
@@ -614,21 +605,11 @@ def test_markup_in_a_job_name_comes_back_escaped(admin):
 def nodes(tmp_path, clock):
     """Build servers on one instance folder: ``node(scheduler=False)`` is a web-only
     node (JOBS_SCHEDULER=0).  Each returns an admin client with ``.engine``."""
-    from app import create_app
 
     apps = []
 
     def node(scheduler):
-        app = create_app(
-            {
-                "TESTING": True,
-                "JOBS_INSTANCE_PATH": str(tmp_path / "shared"),
-                "JOBS_DEMO": True,
-                "JOBS_SCHEDULER": scheduler,
-                "JOBS_CLOCK": clock,
-                "JOBS_LEASE_SECONDS": 400 * 86400.0,
-            }
-        )
+        app = app_on(tmp_path / "shared", clock, JOBS_DEMO=True, JOBS_SCHEDULER=scheduler)
         apps.append(app)
         if not app.extensions["accounts"].count_users():
             app.extensions["accounts"].create_user("admin", ADMIN_PASSWORD, admin=True)

@@ -10,7 +10,7 @@ from functools import partial
 
 import pytest
 import schemathesis
-from helpers import ADMIN_PASSWORD, admin_client, take_the_lease_by_hand
+from helpers import ADMIN_PASSWORD, admin_client, app_on, take_the_lease_by_hand
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.core.parameters import ParameterLocation
@@ -86,23 +86,18 @@ class SignedIn:
 def fuzzed(tmp_path, clock):
     """An app with three small jobs (a quick stand-in under the name the document's
     examples use, one that fails, one held open) and an admin client signed in to it."""
-    from app import create_app
 
     held = Held()
     registry = JobRegistry()
     registry.add(quick, name="dns_zone_check", category="dns", interval="1h")
     registry.add(failing, name="failing", category="demo", interval="5m")
     registry.add(held, name="held", category="demo", interval="1d", description="Held open.")
-    app = create_app(
-        {
-            "TESTING": True,
-            "JOBS_INSTANCE_PATH": str(tmp_path / "instance"),
-            "JOBS_CLOCK": clock,
-            "JOBS_LEASE_SECONDS": 400 * 86400.0,
-            "JOBS_REGISTRY": registry,
-            "SSE_HEARTBEAT_SECONDS": 0.2,
-            "SSE_MAX_AGE_SECONDS": 5.0,
-        }
+    app = app_on(
+        tmp_path / "instance",
+        clock,
+        JOBS_REGISTRY=registry,
+        SSE_HEARTBEAT_SECONDS=0.2,
+        SSE_MAX_AGE_SECONDS=5.0,
     )
     app.extensions["accounts"].create_user("admin", ADMIN_PASSWORD, admin=True)
     engine = take_the_lease_by_hand(app.extensions["jobs"])

@@ -8,7 +8,7 @@ from functools import partial
 from html.parser import HTMLParser
 
 import pytest
-from helpers import ADMIN_PASSWORD, admin_client, settle, take_the_lease_by_hand
+from helpers import ADMIN_PASSWORD, admin_client, app_on, settle, take_the_lease_by_hand
 from werkzeug.security import generate_password_hash
 
 import accounts
@@ -146,21 +146,16 @@ def fail_with_markup(ctx):
 def make_app(tmp_path, clock):
     """Build an app (demo jobs unless given a registry) and sign an admin in to it;
     returns the admin client, with ``.app`` and ``.engine``."""
-    from app import create_app
 
     made = []
 
     def make(registry=None, *, instance=None, **config):
-        app = create_app(
-            {
-                "TESTING": True,
-                "JOBS_INSTANCE_PATH": instance or str(tmp_path / f"instance-{len(made)}"),
-                "JOBS_DEMO": True,
-                "JOBS_CLOCK": clock,
-                "JOBS_LEASE_SECONDS": 400 * 86400.0,
-                "JOBS_REGISTRY": registry,
-                **config,
-            }
+        app = app_on(
+            instance or tmp_path / f"instance-{len(made)}",
+            clock,
+            JOBS_DEMO=True,
+            JOBS_REGISTRY=registry,
+            **config,
         )
         made.append(app)
         if not app.extensions["accounts"].count_users():

@@ -4,7 +4,7 @@ import sqlite3
 import threading
 
 import pytest
-from helpers import settle
+from helpers import LONG_LEASE, settle
 
 from scheduler import Engine, Store, StoreError
 from scheduler.clock import to_iso
@@ -24,7 +24,7 @@ def add_job(registry, name, interval, body=None):
 def restart(engine, registry, store, clock, **options):
     """Stop ``engine`` the way a server does and start a fresh one on the same file."""
     engine.stop(grace=1)
-    fresh = Engine(registry, store, clock=clock, lease_ttl=400 * 86400.0, **options)
+    fresh = Engine(registry, store, clock=clock, lease_ttl=LONG_LEASE, **options)
     fresh.start(threads=False)
     fresh.keep_lease()
     fresh.step()
@@ -81,7 +81,7 @@ def test_jobs_overdue_after_downtime_run_soon_and_staggered(registry, make_engin
     engine.stop(grace=1)
 
     clock.advance(3600)  # down for an hour
-    engine = Engine(registry, store, clock=clock, lease_ttl=400 * 86400.0)
+    engine = Engine(registry, store, clock=clock, lease_ttl=LONG_LEASE)
     engine.start(threads=False)
     engine.keep_lease()
     engine.step()
@@ -190,20 +190,6 @@ def test_history_is_pruned_by_retention(registry, make_engine, store, clock):
     assert [r["started_at"] for r in store.runs("zones")] == [clock.now()]
 
 
-def test_a_failed_write_changes_nothing(registry, make_engine, store, monkeypatch):
-    add_job(registry, "zones", "5m")
-    engine = make_engine(registry)
-    before = engine.job("zones")
-
-    def disk_full(*args, **kwargs):
-        raise StoreError("Cannot write to the database: database or disk is full")
-
-    monkeypatch.setattr(store, "save_control", disk_full)
-    with pytest.raises(StoreError, match="disk is full"):
-        engine.pause("zones")
-    assert engine.job("zones") == before
-
-
 def test_run_history_keeps_outcome_trigger_error_and_log(registry, make_engine, store):
     def chatty(ctx):
         ctx.log.info("checked %d zones", 3)
@@ -267,7 +253,18 @@ def test_a_run_now_is_on_disk_with_its_audit_line_before_it_is_acknowledged(
     settle(engine)
 
 
-def test_a_run_now_that_cannot_be_saved_starts_nothing(registry, make_engine, store, monkeypatch):
+@pytest.mark.parametrize(
+    "saves, control",
+    [
+        ("save_control", lambda engine: engine.pause("zones", user="alice")),
+        ("save_control", lambda engine: engine.set_interval("zones", "1m", user="alice")),
+        ("record_manual_run", lambda engine: engine.run_now("zones", user="alice")),
+    ],
+    ids=["pause", "interval", "run now"],
+)
+def test_a_control_that_cannot_be_saved_changes_and_starts_nothing(
+    registry, make_engine, store, monkeypatch, saves, control
+):
     started = []
     add_job(registry, "zones", "5m", body=lambda ctx: started.append(ctx.trigger))
     engine = make_engine(registry)
@@ -276,9 +273,9 @@ def test_a_run_now_that_cannot_be_saved_starts_nothing(registry, make_engine, st
     def disk_full(*args, **kwargs):
         raise StoreError("Cannot write to the database: database or disk is full")
 
-    monkeypatch.setattr(store, "record_manual_run", disk_full)
+    monkeypatch.setattr(store, saves, disk_full)
     with pytest.raises(StoreError, match="disk is full"):
-        engine.run_now("zones", user="alice")
+        control(engine)
     settle(engine)
     assert started == []
     assert engine.job("zones") == before

@@ -29,10 +29,11 @@ from datetime import datetime
 
 import pytest
 from server_support import (
-    Session,
     job_event,
-    read_password,
+    open_stream,
+    report,
     running_server,
+    signed_in,
     wait_until,
 )
 
@@ -44,31 +45,6 @@ INTERRUPTED_ERROR = "Interrupted: the server stopped during this run."
 RECORDING_FAILURES = ("Cannot record job runs", "Dropped a job record")
 # A second run of one slot would be refused by the runs table's UNIQUE (job, slot).
 SLOT_RAN_TWICE = "UNIQUE constraint failed: runs.job, runs.slot"
-
-
-def report(what, seconds):
-    print(f"measured: {what}: {seconds * 1000:.1f} ms")
-
-
-def signed_in(server):
-    session = Session(server.base_url)
-    session.login("admin", read_password(server.instance))
-    return session
-
-
-def open_stream(session):
-    """A stream past its opening ``retry:`` and ``snapshot``; returns (stream, snapshot)."""
-    stream = session.stream()
-    try:
-        assert stream.status == 200, stream.status
-        first = stream.next(5)
-        assert first is not None and first.retry is not None, first
-        snapshot = stream.next(5)
-        assert snapshot is not None and snapshot.event == "snapshot", snapshot
-    except BaseException:
-        stream.close()
-        raise
-    return stream, snapshot.json
 
 
 def pid_of(holder):

@@ -16,10 +16,12 @@ import pytest
 from server_support import (
     HOST,
     REPO,
-    Session,
     job_event,
+    open_stream,
     read_password,
+    report,
     running_server,
+    signed_in,
     wait_until,
 )
 
@@ -42,29 +44,8 @@ KEEPALIVE = _config_value("keepalive")
 PASSWORD_FILE = "initial-admin-password"
 
 
-def report(what, seconds):
-    print(f"measured: {what}: {seconds * 1000:.1f} ms")
-
-
-def signed_in(server):
-    session = Session(server.base_url)
-    session.login("admin", read_password(server.instance))
-    return session
-
-
 def scheduler_running(session):
     return session.get("/api/jobs").json()["scheduler"]["running"]
-
-
-def open_stream(session):
-    """A stream past its opening ``retry:`` and ``snapshot``; returns (stream, snapshot)."""
-    stream = session.stream()
-    assert stream.status == 200, stream.status
-    first = stream.next(5)
-    assert first is not None and first.retry is not None, first
-    snapshot = stream.next(5)
-    assert snapshot is not None and snapshot.event == "snapshot", snapshot
-    return stream, snapshot.json
 
 
 def is_heartbeat(message):

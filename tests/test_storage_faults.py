@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ADMIN_PASSWORD, admin_client, take_the_lease_by_hand
+from helpers import ADMIN_PASSWORD, admin_client, app_on, take_the_lease_by_hand
 from server_support import (
     GUNICORN,
     HOST,
@@ -201,7 +201,6 @@ def starts():
 def make_app(tmp_path, clock, starts):
     """``make_app(instance=None, **config)``: the app with jobs ``tick`` (every minute)
     and ``zones`` (every 5 minutes), a signed-in admin client, a hand-driven scheduler."""
-    from app import create_app
     from extensions import limiter
 
     apps = []
@@ -210,17 +209,13 @@ def make_app(tmp_path, clock, starts):
         registry = JobRegistry()
         registry.add(starts.body, name="tick", category="test", interval="1m", description="tick")
         registry.add(starts.body, name="zones", category="test", interval="5m", description="zones")
-        app = create_app(
-            {
-                "TESTING": True,
-                "JOBS_INSTANCE_PATH": str(instance or tmp_path / "instance"),
-                "JOBS_REGISTRY": registry,
-                "JOBS_CLOCK": clock,
-                "JOBS_LEASE_SECONDS": 400 * 86400.0,
-                "SSE_HEARTBEAT_SECONDS": 0.1,
-                "SSE_MAX_AGE_SECONDS": 10.0,
-                **config,
-            }
+        app = app_on(
+            instance or tmp_path / "instance",
+            clock,
+            JOBS_REGISTRY=registry,
+            SSE_HEARTBEAT_SECONDS=0.1,
+            SSE_MAX_AGE_SECONDS=10.0,
+            **config,
         )
         limiter.reset()
         apps.append(app)
@@ -655,15 +650,22 @@ def _corrupt(path, kind):
 KINDS = ["not a database", "damaged pages", "cut short"]
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_the_app_refuses_a_corrupt_database_naming_it_and_leaves_it_alone(tmp_path, kind):
-    from app import create_app
-
+def corrupt_database(tmp_path, kind):
+    """An instance folder whose jobs.db is damaged as ``kind`` says: (the file,
+    the SHA-256 of its bytes)."""
     instance = tmp_path / "instance"
     instance.mkdir()
     db_path = instance / "jobs.db"
     _corrupt(db_path, kind)
-    digest = hashlib.sha256(db_path.read_bytes()).hexdigest()
+    return db_path, hashlib.sha256(db_path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_app_refuses_a_corrupt_database_naming_it_and_leaves_it_alone(tmp_path, kind):
+    from app import create_app
+
+    db_path, digest = corrupt_database(tmp_path, kind)
+    instance = db_path.parent
 
     with pytest.raises(StoreError) as refused:
         create_app({"TESTING": True, "JOBS_INSTANCE_PATH": str(instance)})
@@ -677,11 +679,8 @@ def test_the_app_refuses_a_corrupt_database_naming_it_and_leaves_it_alone(tmp_pa
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_the_server_will_not_start_on_a_corrupt_database(tmp_path, kind):
-    instance = tmp_path / "instance"
-    instance.mkdir()
-    db_path = instance / "jobs.db"
-    _corrupt(db_path, kind)
-    digest = hashlib.sha256(db_path.read_bytes()).hexdigest()
+    db_path, digest = corrupt_database(tmp_path, kind)
+    instance = db_path.parent
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBS_")}
     env.update(
         HOME=str(tmp_path), JOBS_INSTANCE_PATH=str(instance), PORT=str(free_port()), HOST=HOST

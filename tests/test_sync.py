@@ -4,13 +4,13 @@ its own owner id, standing for separate processes; see test_lease_processes.py
 for real ones)."""
 
 import pytest
-from helpers import settle
+from helpers import LONG_LEASE, settle
 
 from scheduler import Engine, JobBusyError
 
 
 def engine_on(store, clock, registry, owner, **options):
-    engine = Engine(registry, store, clock=clock, lease_ttl=400 * 86400.0, owner=owner, **options)
+    engine = Engine(registry, store, clock=clock, lease_ttl=LONG_LEASE, owner=owner, **options)
     engine.start(threads=False)
     return engine
 

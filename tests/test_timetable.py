@@ -48,6 +48,7 @@ def test_schedule_jobs_mirror_the_slots():
     job = table._jobs["a"]
     assert job.interval == 30 and job.unit == "seconds"
     table.take_due(100.0)
+    table.refresh()
     assert job.next_run.timestamp() == 130.0
     table.clear()
     assert table.next_due() is None and len(table) == 0
