@@ -11,33 +11,18 @@ client count and garbage-collector pauses for the benchmark.
     gunicorn -k gevent -w 1 --worker-connections 10000 bench.reference_sse:app
 """
 
-import gc
 import json
 import os
-import time
 from pathlib import Path
 
 from gevent.queue import Empty, Queue
 
+from bench.gc_pauses import GcPauses
+
 HEARTBEAT = 15.0
 clients = set()
 counter = [0]
-gc_pauses = {"collections": [0, 0, 0], "seconds": [0.0, 0.0, 0.0], "max_s": 0.0}
-_gc_started = [0.0]
-
-
-def _gc_watch(phase, info):
-    if phase == "start":
-        _gc_started[0] = time.perf_counter()
-        return
-    took = time.perf_counter() - _gc_started[0]
-    gen = info["generation"]
-    gc_pauses["collections"][gen] += 1
-    gc_pauses["seconds"][gen] += took
-    gc_pauses["max_s"] = max(gc_pauses["max_s"], took)
-
-
-gc.callbacks.append(_gc_watch)
+gc_pauses = GcPauses().install().stats
 _jobs_file = os.environ.get("BENCH_REFERENCE_JOBS")
 JOBS = json.loads(Path(_jobs_file).read_text()) if _jobs_file else []
 

@@ -27,24 +27,12 @@ from flask import abort, jsonify, request
 
 import settings
 from app import create_app
+from bench.gc_pauses import GcPauses
 from jobs import build_registry
 
 LATENESS = deque(maxlen=100_000)
-GC = {"collections": [0, 0, 0], "seconds": [0.0, 0.0, 0.0], "max_s": 0.0, "over_10ms": 0}
-_gc_started = [0.0]
-
-
-def _gc_watch(phase, info):
-    if phase == "start":
-        _gc_started[0] = time.perf_counter()
-        return
-    took = time.perf_counter() - _gc_started[0]
-    generation = info["generation"]
-    GC["collections"][generation] += 1
-    GC["seconds"][generation] += took
-    GC["max_s"] = max(GC["max_s"], took)
-    if took > 0.010:
-        GC["over_10ms"] += 1
+_pauses = GcPauses()
+GC = _pauses.stats
 
 
 def bench_1s(ctx):
@@ -123,7 +111,7 @@ def build_app():
 
         flask_app.wsgi_app = with_send_timeout
 
-    gc.callbacks.append(_gc_watch)
+    _pauses.install()
     mode = os.environ.get("BENCH_GC", "")
     if mode == "freeze":
         gc.collect()
