@@ -581,8 +581,11 @@
     if (editor.classList && editor.classList.contains("interval-editor") && editor.open) {
       const card = editor.closest(".card");
       const input = editor.querySelector("input[name=interval]");
-      input.value = field(card, "interval").firstChild.textContent.trim();
-      input.select();
+      // "toggle" comes a moment after the editor opened: text typed meanwhile stays.
+      if (document.activeElement !== input) {
+        input.value = field(card, "interval").firstChild.textContent.trim();
+        input.select();
+      }
       input.focus();
     }
   }, true);
