@@ -77,6 +77,22 @@ def raise_nofile():
     return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
+def client_command(contender, *options):
+    """The load client's command line against ``contender`` (bench/sse_client.py)."""
+    return [
+        sys.executable,
+        "-m",
+        "bench.sse_client",
+        "--port",
+        str(contender.port),
+        "--path",
+        contender.stream_path,
+        "--cookie",
+        contender.cookie,
+        *options,
+    ]
+
+
 def spawn(command, *, env=None, log=None, pipes=False):
     proc = subprocess.Popen(
         command,
@@ -335,16 +351,8 @@ class Clients:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         for share in shares:
             proc = spawn(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.sse_client",
-                    "--port",
-                    str(contender.port),
-                    "--path",
-                    contender.stream_path,
-                    "--cookie",
-                    contender.cookie,
+                client_command(
+                    contender,
                     "--count",
                     str(share),
                     "--ready",
@@ -353,7 +361,7 @@ class Clients:
                     str(in_flight),
                     "--deadline",
                     str(deadline),
-                ],
+                ),
                 env=env,
                 pipes=True,
             )
@@ -499,16 +507,8 @@ def churn(contender, cycles, deadline):
     wall0 = time.time()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = spawn(
-        [
-            sys.executable,
-            "-m",
-            "bench.sse_client",
-            "--port",
-            str(contender.port),
-            "--path",
-            contender.stream_path,
-            "--cookie",
-            contender.cookie,
+        client_command(
+            contender,
             "--ready",
             contender.ready_marker,
             "--churn",
@@ -517,7 +517,7 @@ def churn(contender, cycles, deadline):
             "50",
             "--deadline",
             str(deadline),
-        ],
+        ),
         env=env,
         pipes=True,
     )
