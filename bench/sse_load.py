@@ -456,6 +456,8 @@ def fanout(contender, count, rounds, deadline):
         result["ready"] = sum(r["ready"] for r in ready)
         result["connect_failures"] = sum(r["failed"] for r in ready)
         result["failure_examples"] = [f for r in ready for f in r["failures"]][:5]
+        # A measurement pause, not a wait for a condition: the worker's RSS keeps
+        # growing for a moment after the last stream is up (its first sends).
         time.sleep(2.0)
         rss1, fds1 = server.rss_kib(), server.fds()
         result["subscribers"] = contender.stats()["subscribers"] - base_subs
@@ -528,7 +530,7 @@ def churn(contender, cycles, deadline):
         out = ""
     report = json.loads(out.strip().splitlines()[-1]) if out.strip() else {"error": "no report"}
     settle = wait_settled(contender, before["subscribers"])
-    time.sleep(1.0)
+    time.sleep(1.0)  # a measurement pause: closed sockets and freed memory go back a moment later
     after = {
         "subscribers": contender.stats()["subscribers"],
         "fds": server.fds(),

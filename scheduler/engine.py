@@ -751,16 +751,30 @@ class Engine:
 
     def scheduler_info(self):
         """Whether a scheduler is alive anywhere (a fresh lease), and which one."""
+        return self._scheduler_info(self._scheduler_status())
+
+    def _scheduler_status(self):
+        """(running anywhere, lease holder, saving works, why not): what the streams
+        are told about whenever it changes (the heartbeat aside)."""
         lease = self._lease_info
-        now = self.clock.now()
-        alive = lease is not None and lease["expires_at"] > now
+        alive = lease is not None and lease["expires_at"] > self.clock.now()
+        return (
+            bool(self.leader or alive),
+            lease["holder"] if lease else None,
+            not self.writer.failing and self.store.write_failure is None,
+            self.writer.last_error or self.store.write_failure,
+        )
+
+    def _scheduler_info(self, status):
+        running, holder, persistence_ok, persistence_error = status
+        lease = self._lease_info
         return {
-            "running": bool(self.leader or alive),
+            "running": running,
             "here": self.leader,
-            "holder": lease["holder"] if lease else None,
+            "holder": holder,
             "heartbeat_at": to_iso(lease["renewed_at"]) if lease else None,
-            "persistence_ok": not self.writer.failing and self.store.write_failure is None,
-            "persistence_error": self.writer.last_error or self.store.write_failure,
+            "persistence_ok": persistence_ok,
+            "persistence_error": persistence_error,
         }
 
     def _capture(self, state):
@@ -810,24 +824,17 @@ class Engine:
 
         return committed
 
-    def _publish_scheduler(self):
-        info = self.scheduler_info()
-        self._reported_scheduler = _scheduler_status(info)
-        self.bus.publish("scheduler", "scheduler", info)
+    def _publish_scheduler(self, status=None):
+        status = status or self._scheduler_status()
+        self._reported_scheduler = status
+        self.bus.publish("scheduler", "scheduler", self._scheduler_info(status))
 
     def _publish_scheduler_if_changed(self):
         """Tell the streams when a scheduler starts or stops anywhere, or saving
         starts or stops failing."""
-        lease = self._lease_info
-        alive = lease is not None and lease["expires_at"] > self.clock.now()
-        status = (
-            bool(self.leader or alive),
-            lease["holder"] if lease else None,
-            not self.writer.failing and self.store.write_failure is None,
-            self.writer.last_error or self.store.write_failure,
-        )
+        status = self._scheduler_status()
         if status != self._reported_scheduler:
-            self._publish_scheduler()
+            self._publish_scheduler(status)
 
     # -- the lease -------------------------------------------------------------------
 
@@ -983,11 +990,6 @@ class Engine:
                     self._keeper_wake.get(timeout=min(wait, self.sync_interval))
                 except Empty:
                     pass
-
-
-def _scheduler_status(info):
-    """What a change of makes the streams hear about the scheduler (not its heartbeat)."""
-    return (info["running"], info["holder"], info["persistence_ok"], info["persistence_error"])
 
 
 def _this_process():

@@ -169,10 +169,6 @@ class Store(Database):
 
         return self._write(write)
 
-    def record_audit(self, *, at, user, job, action, old_value=None, new_value=None):
-        """Add one line to the audit trail."""
-        self._write(lambda conn: self.add_audit(conn, at, user, job, action, old_value, new_value))
-
     def audit_trail(self, job=None, limit=100):
         """The newest audit lines first, for one job or all."""
         if job is None:

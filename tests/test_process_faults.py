@@ -376,7 +376,13 @@ def test_two_controls_of_one_job_acknowledged_by_two_workers_both_hold(tmp_path)
             one.close()
             two.close()
         assert {a: r.status for a, r in replies.items()} == {"pause": 200, "interval": 200}
-        time.sleep(1.0)  # every worker has followed the database by now
+        # The worker answering below has followed both controls (it wakes when the
+        # database file changes).
+        wait_until(
+            lambda: (lambda s: s["paused"] and s["interval"] == "2m")(job(session, "demo_fail")),
+            5,
+            message="the controls followed",
+        )
         ((paused, interval),) = query(
             instance, "SELECT paused, interval_seconds FROM job_settings WHERE job = 'demo_fail'"
         )
@@ -547,13 +553,13 @@ def test_after_a_takeover_the_history_shows_the_cut_off_run_and_the_successors_r
             message="a new lease holder",
         )
 
-        def recorded_by_successor():
+        def runs_by_successor():
             rows = query(instance, "SELECT owner FROM runs WHERE job = 'demo_tick'")
-            return any(pid_of(owner) == successor for (owner,) in rows)
+            return sum(1 for (owner,) in rows if pid_of(owner) == successor)
 
-        # demo_tick is due at once after the takeover; its run takes no time.
-        wait_until(recorded_by_successor, 3, message="a run by the successor in the history")
-        time.sleep(1.0)  # and the successor's next run, also recorded
+        # demo_tick is due at once after the takeover; its run takes no time.  Its next
+        # run too is in the history (run ids of two workers once collided there).
+        wait_until(lambda: runs_by_successor() >= 2, 4, message="two runs by the successor")
         runs = [r for r in history(session, "demo_slow") if r["id"] == slow_run["id"]]
         assert [(r["outcome"], r["error"]) for r in runs] == [("interrupted", INTERRUPTED_ERROR)], (
             runs
