@@ -376,13 +376,15 @@ def test_two_controls_of_one_job_acknowledged_by_two_workers_both_hold(tmp_path)
             one.close()
             two.close()
         assert {a: r.status for a, r in replies.items()} == {"pause": 200, "interval": 200}
-        # The worker answering below has followed both controls (it wakes when the
-        # database file changes).
-        wait_until(
-            lambda: (lambda s: s["paused"] and s["interval"] == "2m")(job(session, "demo_fail")),
-            5,
-            message="the controls followed",
-        )
+
+        # Both workers have followed both controls (each wakes when the database file
+        # changes): several answers in a row, from whichever worker takes each request,
+        # show them.
+        def shown():
+            state = job(session, "demo_fail")
+            return state["paused"] and state["interval"] == "2m"
+
+        wait_until(lambda: all(shown() for _ in range(6)), 5, message="the controls followed")
         ((paused, interval),) = query(
             instance, "SELECT paused, interval_seconds FROM job_settings WHERE job = 'demo_fail'"
         )
