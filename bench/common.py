@@ -280,9 +280,11 @@ def make_engine(directory, specs, first_slots=None, **engine_kwargs):
         )
     if first_slots:
 
+        from scheduler.sqlite_records import save_job_state
+
         def seed(conn):
             for name, slot in first_slots.items():
-                store.save_job_state(conn, name, next_run=slot)
+                save_job_state(conn, name, next_run=slot)
 
         store._write(seed)
     return Engine(registry, store, **engine_kwargs), store

@@ -24,6 +24,11 @@ class ManualClock:
             start = datetime(2026, 1, 5, 12, 0, 0, tzinfo=UTC).timestamp()
         self._now = float(start)
         self._monotonic = 1000.0
+        self._listeners = []
+
+    def on_advance(self, callback):
+        """Call ``callback()`` after every ``advance`` (an engine's loop wakes up)."""
+        self._listeners.append(callback)
 
     def now(self):
         return self._now
@@ -37,6 +42,8 @@ class ManualClock:
             raise ValueError("A clock only moves forward.")
         self._now += seconds
         self._monotonic += seconds
+        for callback in list(self._listeners):
+            callback()
 
 
 def to_datetime(timestamp):

@@ -34,3 +34,15 @@ class NotLeaderError(SchedulerError):
 
 class StoreError(SchedulerError):
     """The database could not be read or written; the message names the file."""
+
+
+class LeaseLostError(NotLeaderError):
+    """This process's lease epoch is no longer the current one: it must not start runs."""
+
+
+class ShuttingDownError(SchedulerError):
+    """A control arrived after the server began to stop."""
+
+
+class CommandClaimedError(SchedulerError):
+    """A queued command was already carried out (or dropped) by another process."""

@@ -103,6 +103,7 @@ class EventBus:
     def __init__(self, max_pending=1000):
         self._lock = Lock()
         self._subscribers = set()
+        self._latest = {}  # (kind, key) -> the data of its newest event
         self.version = 0
         self.max_pending = max_pending
         self.closed = False
@@ -112,17 +113,35 @@ class EventBus:
         with self._lock:
             self.version += 1
             event = Event(self.version, kind, key, data)
+            self._latest[(kind, key)] = data
             subscribers = list(self._subscribers)
             for subscription in subscribers:
                 subscription._offer(event)
         Signal.set_all([subscription._signal for subscription in subscribers])
         return event.version
 
-    def subscribe(self, snapshot_fn):
-        """Subscribe from now on; ``snapshot_fn(version)`` builds the starting state
-        while no change can slip between it and the first event."""
+    def set_initial(self, kind, key, data):
+        """Make ``data`` the latest of (kind, key) without an event (before anyone listens)."""
         with self._lock:
-            snapshot = snapshot_fn(self.version)
+            self._latest[(kind, key)] = data
+
+    def latest(self, kind, key):
+        """The data of the newest event of (kind, key), or None."""
+        return self._latest.get((kind, key))
+
+    def snapshot(self, kind, snapshot_fn):
+        """``snapshot_fn(version, latest)`` with ``latest`` the newest data of every key
+        of ``kind``, in the order the keys first appeared, at one version."""
+        with self._lock:
+            latest = [data for (k, _), data in self._latest.items() if k == kind]
+            return snapshot_fn(self.version, latest)
+
+    def subscribe(self, snapshot_fn):
+        """Subscribe from now on; ``snapshot_fn(version, latest)`` (as for ``snapshot``)
+        builds the starting state while no change can slip between it and the first event."""
+        with self._lock:
+            latest = [data for (k, _), data in self._latest.items() if k == "job"]
+            snapshot = snapshot_fn(self.version, latest)
             subscription = Subscription(self, snapshot, self.version, self.max_pending)
             if self.closed:
                 subscription.closed = True  # the server is stopping: snapshot only

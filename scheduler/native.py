@@ -30,6 +30,7 @@ else:
 __all__ = [
     "Empty",
     "Lock",
+    "Reply",
     "Signal",
     "SimpleQueue",
     "get_ident",
@@ -180,3 +181,30 @@ def call_off_hub(fn, *args, **kwargs):
         # Not the hub's own pool: that one also resolves host names for gevent.
         _off_hub_pool = ThreadPool(OFF_HUB_THREADS)
     return _off_hub_pool.apply(fn, args, kwargs)
+
+
+class Reply:
+    """The answer to a message sent to another thread: set once there, waited for here."""
+
+    __slots__ = ("_done", "value", "error")
+
+    def __init__(self):
+        self._done = allocate_lock()
+        self._done.acquire()
+        self.value = self.error = None
+
+    def set(self, value=None):
+        self.value = value
+        self._done.release()
+
+    def fail(self, error):
+        self.error = error
+        self._done.release()
+
+    def wait(self, timeout):
+        """The value, or the error raised here; TimeoutError if no answer came in time."""
+        if not self._done.acquire(timeout=timeout):
+            raise TimeoutError("The scheduler did not answer in time.")
+        if self.error is not None:
+            raise self.error
+        return self.value

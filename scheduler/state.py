@@ -66,9 +66,8 @@ class Run:
     result: str | None = None
     progress: tuple | None = None  # (fraction, message)
     cancelled: bool = False
-    superseded: bool = False  # a newer run replaced this stuck one
+    superseded: bool = False  # recorded as timed out or interrupted; its body may go on
     mirrored: bool = False  # a run executing in another process, seen through the database
-    recorded: bool = False  # its start is queued for the database
     _log: RunLog | None = field(default=None, init=False, repr=False)
 
     @property
@@ -120,6 +119,8 @@ class JobState:
     current: Run | None = None
     stuck: bool = False
     recent: list = field(default_factory=list)  # recent_run() dicts, oldest first
+    settings_seq: int = -1  # the saved change its pause and interval come from
+    reserved: Run | None = None  # a Run Now being recorded, not yet started
 
     @property
     def name(self):

@@ -63,7 +63,7 @@ def make_engine(store, clock):
         if lead:
             take_the_lease_by_hand(engine)
         else:
-            engine.start(threads=False)
+            engine.start()
         engines.append(engine)
         return engine
 

@@ -41,9 +41,11 @@ class AuthActions:
 
 
 def take_the_lease_by_hand(engine):
-    """Load the engine's state and make it the scheduler, with nothing running by
-    itself: the test then drives ``step()``.  Returns the engine."""
-    engine.start(threads=False)
+    """Start the engine (its real loop, keeper and writer threads) and wait until it
+    has had a round at the scheduler lease (it leads if it may and the lease is
+    free): with a manual clock nothing falls due until the test moves
+    the clock, and ``step()`` waits for the loop's next round.  Returns the engine."""
+    engine.start()
     engine.keep_lease()
     engine.step()
     return engine

@@ -466,7 +466,7 @@ def test_controls_and_last_runs_survive_a_restart_but_the_run_count_starts_again
     restarted = create_app({**app.config, "JOBS_CLOCK": clock})
     try:
         engine = restarted.extensions["jobs"]
-        engine.start(threads=False)
+        engine.start()
         tick = engine.job("demo_tick")
         assert tick["interval"] == "5m"
         assert tick["last_run"] == "2026-01-05T12:00:00.000Z"

@@ -79,18 +79,14 @@ def test_the_engine_follows_another_process_at_once_with_the_watch(tmp_path):
     store = Store(path)
     store.migrate()
     follower = Engine(registry, Store(path), run_jobs=False, lease_ttl=60)
-    follower.sync_interval = 30.0  # polling alone would take this long
     other = Engine(registry, store, run_jobs=False, lease_ttl=60)
     follower.start()
-    other.start(threads=False)
+    follower.keeper.feed.poll_interval = 30.0  # polling alone would take this long
+    other.start()
     try:
-        assert follower._watch is not None
+        assert follower.keeper.feed._watch is not None
         seen = threading.Event()
-        for _ in range(50):  # its first look at the file is done before the change
-            if follower._synced_seq is not None:
-                break
-            seen.wait(0.01)
-        assert follower._synced_seq is not None
+        follower.sync()  # its first look at the file is done before the change
         with follower.subscribe() as sub:
             other.pause("zones", user="ann")
             paused_at = time.monotonic()

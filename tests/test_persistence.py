@@ -25,7 +25,7 @@ def restart(engine, registry, store, clock, **options):
     """Stop ``engine`` the way a server does and start a fresh one on the same file."""
     engine.stop(grace=1)
     fresh = Engine(registry, store, clock=clock, lease_ttl=LONG_LEASE, **options)
-    fresh.start(threads=False)
+    fresh.start()
     fresh.keep_lease()
     fresh.step()
     return fresh
@@ -82,12 +82,12 @@ def test_jobs_overdue_after_downtime_run_soon_and_staggered(registry, make_engin
 
     clock.advance(3600)  # down for an hour
     engine = Engine(registry, store, clock=clock, lease_ttl=LONG_LEASE)
-    engine.start(threads=False)
+    engine.start()
     engine.keep_lease()
     engine.step()
     now = clock.now()
-    next_runs = sorted(engine._timetable.next_run(n) for n in ("a", "b", "c"))
-    assert next_runs == [now + 0.25, now + 0.5, now + 0.75]
+    next_runs = sorted(engine.job(n)["next_run"] for n in ("a", "b", "c"))
+    assert next_runs == [to_iso(now + 0.25), to_iso(now + 0.5), to_iso(now + 0.75)]
     seen.clear()
     clock.advance(1)
     engine.step()
@@ -105,7 +105,7 @@ def test_a_run_cut_off_by_a_crash_is_recorded_as_interrupted(registry, store, cl
 
     add_job(registry, "long", "1h", body=long)
     crashed = Engine(registry, store, clock=clock, lease_ttl=5.0, owner="crashed")
-    crashed.start(threads=False)
+    crashed.start()
     crashed.keep_lease()
     crashed.step()
     crashed.run_now("long")
@@ -116,7 +116,7 @@ def test_a_run_cut_off_by_a_crash_is_recorded_as_interrupted(registry, store, cl
 
     clock.advance(6)
     successor = Engine(registry, store, clock=clock, lease_ttl=5.0, owner="successor")
-    successor.start(threads=False)
+    successor.start()
     successor.keep_lease()
     successor.step()
     assert successor.leader
@@ -128,10 +128,11 @@ def test_a_run_cut_off_by_a_crash_is_recorded_as_interrupted(registry, store, cl
     release.set()
     crashed.wait_idle(2)
     successor.stop(grace=0)
+    crashed.stop(grace=0)  # its threads, still alive in this test process
 
 
 def test_the_schema_upgrades_from_an_older_version_keeping_data(db_path):
-    from scheduler.store import MIGRATIONS
+    from scheduler.sqlite_schema import MIGRATIONS
 
     old = Store(db_path)
     old.apply_migrations("scheduler", MIGRATIONS[:1])
@@ -144,7 +145,8 @@ def test_the_schema_upgrades_from_an_older_version_keeping_data(db_path):
     store = Store(db_path)
     assert store.migrate() == 1
     assert store.schema_version() == SCHEMA_VERSION
-    assert store.load_settings() == {"zones": {"interval": 300, "paused": True}}
+    zones = store.load_settings()["zones"]
+    assert (zones.interval_seconds, zones.paused) == (300, True)
     store.close()
 
 

@@ -1,0 +1,123 @@
+"""The controls the page calls: Run Now, pause, resume, interval, reset.
+
+Entered by request threads (off the gevent hub), the command line and the keeper
+(queued runs).  Owns nothing: each control validates, saves through storage (so an
+acknowledged change survives a crash, and a failed save changes nothing), then
+hands the saved change to the loop, which owns the job's state, and answers with
+the job as the loop then shows it.
+
+Run Now in the scheduler, in three steps so that nothing slow runs on the loop:
+the loop reserves the run (refusing a busy job), this thread records it with its
+audit line in a transaction that checks the lease epoch, then tells the loop it
+started and hands the body to a worker.  Anywhere else it is queued in storage
+for the scheduler.
+"""
+
+import logging
+from functools import partial
+
+from .errors import JobBusyError, NotLeaderError, ShuttingDownError, UnknownJobError
+from .intervals import format_interval, parse_interval
+from .native import Reply
+
+log = logging.getLogger(__name__)
+
+STOPPING = "The server is stopping, so nothing was changed; try again once it is back."
+
+
+class Controls:
+    def __init__(self, engine):
+        self._engine = engine
+
+    def run_now(self, name, user=None, *, command_id=None):
+        """Start a run at once (allowed while paused); JobBusyError while one runs."""
+        engine = self._engine
+        self._check(name)
+        loop = engine.loop
+        if not (loop.leading and not loop.lapsed):
+            if command_id is not None:
+                raise NotLeaderError("This process does not run the scheduler right now.")
+            return self._queue_run(name, user)
+        start, run = loop.call("reserve", name, user)
+        try:
+            engine.store.record_manual_run(start, owner=engine.owner, command_id=command_id)
+        except BaseException as exc:
+            loop.post("abort", run)
+            if isinstance(exc, NotLeaderError):
+                engine.leadership.fenced()
+            engine.publisher.scheduler_changed()  # saving may have started failing
+            raise
+        reply = Reply()
+        loop.inbox.put(("started", run, reply))  # before the body can post its finish
+        engine.executor.submit(partial(engine.execute, run))
+        return reply.wait(30.0)
+
+    def _queue_run(self, name, user):
+        engine = self._engine
+        job = engine.job(name)
+        if job["status"] == "running" and not job["stuck"]:
+            raise JobBusyError(f"{name} is already running; wait for it to finish.")
+        if not engine.scheduler_info()["running"]:
+            raise NotLeaderError(
+                "No scheduler is running, so the job cannot start; start a server with "
+                "JOBS_SCHEDULER=1."
+            )
+        engine.store.add_command(name, "run", user=user, at=engine.clock.now(), origin=engine.owner)
+        return job
+
+    def pause(self, name, user=None):
+        return self._change(name, user, "pause", paused=True)
+
+    def resume(self, name, user=None):
+        return self._change(name, user, "resume", paused=False)
+
+    def set_interval(self, name, interval, user=None):
+        seconds = parse_interval(interval)
+        return self._change(name, user, "interval", interval=seconds)
+
+    def reset_interval(self, name, user=None):
+        state = self._check(name)
+        return self._change(name, user, "reset", interval=state.definition.interval)
+
+    def _change(self, name, user, action, **changes):
+        """Save one control (``paused``, or ``interval`` in seconds), then apply it."""
+        engine = self._engine
+        default = self._check(name).definition.interval
+        if "interval" in changes:
+            seconds = changes.pop("interval")
+            changes["interval_seconds"] = None if seconds == default else seconds
+
+        def describe(saved, new):
+            if action in ("pause", "resume"):
+                return _paused_text(saved["paused"]), _paused_text(new["paused"])
+            return (
+                format_interval(saved["interval_seconds"] or default),
+                format_interval(new["interval_seconds"] or default),
+            )
+
+        try:
+            setting = engine.store.save_control(
+                name,
+                at=engine.clock.now(),
+                user=user,
+                action=action,
+                origin=engine.owner,
+                describe=describe,
+                **changes,
+            )
+        finally:
+            engine.publisher.scheduler_changed()  # saving may have started or stopped failing
+        return engine.loop.call("setting", setting)
+
+    def _check(self, name):
+        """The job's state (for its definition); refuse an unknown job or a stopping server."""
+        state = self._engine.states.get(name) if isinstance(name, str) else None
+        if state is None:
+            raise UnknownJobError(name)
+        if self._engine.stopping:
+            raise ShuttingDownError(STOPPING)
+        return state
+
+
+def _paused_text(paused):
+    return "paused" if paused else "active"
