@@ -279,7 +279,6 @@ def make_engine(directory, specs, first_slots=None, **engine_kwargs):
             func, name=name, category="bench", interval=interval, description="Benchmark job."
         )
     if first_slots:
-
         from scheduler.sqlite_records import save_job_state
 
         def seed(conn):

@@ -1,10 +1,12 @@
 """Demonstration jobs, registered only when ``JOBS_DEMO`` is on: one quick, one slow that
-reports progress, and one that always fails, to show each state on the jobs page."""
+reports progress, one that always fails, and one that hangs past its timeout, to show
+each state on the jobs page."""
 
 import time
 
 STEPS = 50
 STEP_SECONDS = 0.1
+HANG_LIMIT_SECONDS = 60
 
 
 def register(registry):
@@ -12,6 +14,7 @@ def register(registry):
     registry.add(demo_tick, name="demo_tick", category="demo", interval="5s")
     registry.add(demo_slow, name="demo_slow", category="demo", interval="1h", timeout="1m")
     registry.add(demo_fail, name="demo_fail", category="demo", interval="1h")
+    registry.add(demo_hang, name="demo_hang", category="demo", interval="1h", timeout="2s")
 
 
 def demo_tick(ctx):
@@ -36,3 +39,14 @@ def demo_fail(ctx):
     """Always fail, to show how an error is reported."""
     ctx.log.info("about to fail on purpose")
     raise RuntimeError("demo failure")
+
+
+def demo_hang(ctx):
+    """Run until asked to stop (at most a minute), to show a run past its timeout."""
+    deadline = time.monotonic() + HANG_LIMIT_SECONDS
+    while not ctx.cancelled and time.monotonic() < deadline:
+        time.sleep(STEP_SECONDS)
+    if ctx.cancelled:
+        ctx.log.warning("asked to stop; stopping")
+        return "stopped when asked"
+    return f"gave up after {HANG_LIMIT_SECONDS} s"

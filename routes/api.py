@@ -8,7 +8,14 @@ from flask_login import current_user
 
 from routes.access import admin_api
 from routes.errors import RETRY_AFTER_SECONDS, api_error, store_failure_message
-from scheduler import IntervalError, JobBusyError, NotLeaderError, StoreError, UnknownJobError
+from scheduler import (
+    IntervalError,
+    JobBusyError,
+    NotLeaderError,
+    ShuttingDownError,
+    StoreError,
+    UnknownJobError,
+)
 from scheduler.native import call_off_hub
 
 log = logging.getLogger(__name__)
@@ -112,8 +119,8 @@ def _control(name, control, status, done, *args):
         return _failure(name, str(exc), 400)
     except JobBusyError as exc:
         return _failure(name, str(exc), 409)
-    except NotLeaderError as exc:
-        return _failure(name, str(exc), 503)
+    except (NotLeaderError, ShuttingDownError) as exc:
+        return _failure(name, str(exc), 503, retry_after=True)
     except StoreError as exc:
         # Here, not in the app's handler: a plain form post gets the page back with
         # the message, as for every other refusal, rather than a JSON body.

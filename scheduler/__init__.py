@@ -9,6 +9,7 @@ from .errors import (
     JobDefinitionError,
     NotLeaderError,
     SchedulerError,
+    ShuttingDownError,
     StoreError,
     UnknownJobError,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "NotLeaderError",
     "RunContext",
     "SchedulerError",
+    "ShuttingDownError",
     "Store",
     "StoreError",
     "SystemClock",

@@ -130,6 +130,7 @@ class Engine:
             self.clock.on_advance(self.loop.wake)  # a test's manual clock
         self._spawn(self.loop.run, "jobs-loop")
         self._spawn(self.keeper.run, "jobs-keeper")
+        self.keep_lease()  # started: the scheduler's status is known, the lease tried
 
     def stop(self, grace=10.0):
         """Refuse controls from now on, stop scheduling, give running jobs ``grace``

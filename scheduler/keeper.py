@@ -24,6 +24,7 @@ class Keeper:
         self.feed = None  # set by start
         self._calls = SimpleQueue()
         self._stopping = False
+        self._next_lease = 0.0  # time.monotonic() of the next round of the lease
 
     def call(self, fn, timeout=30.0):
         """Run ``fn()`` on the keeper's thread and return what it returned."""
@@ -37,16 +38,13 @@ class Keeper:
         self.feed.wake()
 
     def run(self):
-        next_lease = 0.0
         try:
             while not self._stopping:
                 self._answer_calls()
-                if time.monotonic() >= next_lease:
+                if time.monotonic() >= self._next_lease:
                     self.keep_lease()
-                    next_lease = time.monotonic() + self.leadership.period()
-                    self.feed.discard()  # our own renewal is no news
                 self._guarded(self.follower.round, "following the other processes")
-                wait = next_lease - time.monotonic()
+                wait = self._next_lease - time.monotonic()
                 if self.follower.retry_soon:
                     wait = min(wait, RETRY_SECONDS)
                 if self._calls.empty():
@@ -59,6 +57,8 @@ class Keeper:
         """One round of the lease (on this thread); after a takeover the queued
         runs are looked at at once."""
         self._guarded(self.leadership.round, "keeping the lease")
+        self._next_lease = time.monotonic() + self.leadership.period()
+        self.feed.discard()  # our own renewal is no news
         if self.leadership.took_over:
             self.leadership.took_over = False
             self.follower.retry_soon = True
