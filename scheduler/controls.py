@@ -22,6 +22,7 @@ from .native import Reply
 
 log = logging.getLogger(__name__)
 
+FLUSH_SECONDS = 5.0
 STOPPING = "The server is stopping, so nothing was changed; try again once it is back."
 
 
@@ -107,7 +108,11 @@ class Controls:
             )
         finally:
             engine.publisher.scheduler_changed()  # saving may have started or stopped failing
-        return engine.loop.call("setting", setting)
+        job = engine.loop.call("setting", setting)
+        # The job's new next slot, worked out by the loop, is on disk too before the
+        # control is acknowledged: a successor that takes over now keeps to it.
+        engine.writer.flush(timeout=FLUSH_SECONDS)
+        return job
 
     def _check(self, name):
         """The job's state (for its definition); refuse an unknown job or a stopping server."""
