@@ -43,8 +43,9 @@ def demo_fail(ctx):
 
 def demo_hang(ctx):
     """Run until asked to stop (at most a minute), to show a run past its timeout."""
-    deadline = time.monotonic() + HANG_LIMIT_SECONDS
-    while not ctx.cancelled and time.monotonic() < deadline:
+    started = time.monotonic()
+    while not ctx.cancelled and (waited := time.monotonic() - started) < HANG_LIMIT_SECONDS:
+        ctx.progress(waited / HANG_LIMIT_SECONDS, f"waiting to be asked to stop ({waited:.0f} s)")
         time.sleep(STEP_SECONDS)
     if ctx.cancelled:
         ctx.log.warning("asked to stop; stopping")

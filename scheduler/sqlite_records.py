@@ -31,7 +31,7 @@ def write_records(conn, records, owner, replaying=False):
     fenced, duplicates = 0, []
     live = {}  # only each job's latest live state is written
     for index, record in enumerate(records, 1):
-        current = holder == owner and record.epoch == epoch and not replaying
+        current = holder == owner and getattr(record, "epoch", None) == epoch and not replaying
         if replaying and type(record) in (NextRun, LiveState):
             continue
         if record.fenced and not current and not replaying:

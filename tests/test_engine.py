@@ -579,3 +579,27 @@ def test_a_burst_of_due_jobs_on_the_running_loop_starts_each_once_and_records_th
         assert store.count_runs() == count
     finally:
         engine.stop(grace=1)
+
+
+def test_what_a_replaced_run_logs_afterwards_is_kept_with_its_record(registry, make_engine, clock):
+    first_started, finish = threading.Event(), threading.Event()
+
+    def body(ctx):
+        if first_started.is_set():
+            return  # the replacement run
+        first_started.set()
+        finish.wait(5)
+        ctx.log.info("cleaned up after being replaced")
+
+    registry.add(body, name="slow", category="t", interval="1h", timeout="1s", description="S.")
+    engine = make_engine(registry)
+    engine.run_now("slow")
+    assert first_started.wait(2)
+    clock.advance(1)
+    engine.step()
+    engine.run_now("slow")  # replaces the stuck run, recorded as timed out
+    finish.set()
+    settle(engine)
+    replaced = [r for r in engine.runs("slow") if r["outcome"] == "timed out"]
+    assert len(replaced) == 1
+    assert "INFO cleaned up after being replaced" in replaced[0]["log"]

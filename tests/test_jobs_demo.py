@@ -37,8 +37,10 @@ def test_demo_jobs_are_added_with_their_intervals_when_the_setting_is_on():
         "demo_tick": ("demo", "5s"),
         "demo_slow": ("demo", "1h"),
         "demo_fail": ("demo", "1h"),
+        "demo_hang": ("demo", "1h"),
     }
-    assert len(registry) == 9
+    assert registry["demo_hang"].timeout == 2
+    assert len(registry) == 10
 
 
 def test_each_call_builds_a_new_registry():
@@ -84,3 +86,30 @@ def test_demo_slow_stops_soon_after_it_is_cancelled():
     assert run("demo_slow", job) == "cancelled after 2 of 50 steps"
     assert job.progress == [(0.02, "step 1 of 50"), (0.04, "step 2 of 50")]
     assert "WARNING cancelled after 2 of 50 steps" in job.lines()
+
+
+def test_demo_hang_runs_until_it_is_asked_to_stop():
+    job = job_run("demo_hang", cancel_after=3)
+
+    assert run("demo_hang", job) == "stopped when asked"
+    assert "WARNING asked to stop; stopping" in job.lines()
+
+
+def test_a_run_now_of_demo_hang_is_flagged_stuck_asked_to_stop_and_timed_out(
+    make_engine, clock
+):
+    from helpers import settle
+
+    engine = make_engine(build_registry({"JOBS_DEMO": True}))
+    engine.run_now("demo_hang")
+    clock.advance(1.9)
+    engine.step()
+    assert engine.job("demo_hang")["stuck"] is False
+    clock.advance(0.1)  # its timeout of 2 s
+    settle(engine)  # flagged stuck, asked to stop: the body stops within a step
+    job = engine.job("demo_hang")
+    assert (job["status"], job["last_outcome"]) == ("error", "timed out")
+    run = engine.runs("demo_hang")[0]
+    assert run["outcome"] == "timed out"
+    assert run["result"] == "stopped when asked"
+    assert any("asked to stop" in line for line in run["log"])
