@@ -15,6 +15,11 @@ class SystemClock:
         """Seconds on a clock that never jumps."""
         return time.monotonic()
 
+    def wait_seconds(self, delay, wake):
+        """How long (real seconds) a thread may block before it has work ``delay``
+        seconds from now on this clock (None: nothing timed)."""
+        return delay
+
 
 class ManualClock:
     """A clock that moves only when told; both readings advance together."""
@@ -24,11 +29,19 @@ class ManualClock:
             start = datetime(2026, 1, 5, 12, 0, 0, tzinfo=UTC).timestamp()
         self._now = float(start)
         self._monotonic = 1000.0
-        self._listeners = []
+        self._alarms = {}  # wake callback -> monotonic time at which to call it
 
-    def on_advance(self, callback):
-        """Call ``callback()`` after every ``advance`` (an engine's loop wakes up)."""
-        self._listeners.append(callback)
+    def wait_seconds(self, delay, wake):
+        """A thread that has work ``delay`` seconds from now blocks until woken: the
+        clock calls ``wake()`` once ``advance`` reaches that moment.  Only the last
+        alarm asked for by each ``wake`` counts."""
+        if delay is None:
+            self._alarms.pop(wake, None)
+            return None
+        if delay <= 0:
+            return 0.0
+        self._alarms[wake] = self._monotonic + delay
+        return None
 
     def now(self):
         return self._now
@@ -42,8 +55,10 @@ class ManualClock:
             raise ValueError("A clock only moves forward.")
         self._now += seconds
         self._monotonic += seconds
-        for callback in list(self._listeners):
-            callback()
+        for wake, at in list(self._alarms.items()):
+            if at <= self._monotonic and self._alarms.get(wake) == at:
+                del self._alarms[wake]
+                wake()
 
 
 def to_datetime(timestamp):

@@ -126,8 +126,6 @@ class Engine:
             self.bus.set_initial("job", state.name, state.to_dict())
         self.writer.start()
         self.follower.feed = self.keeper.feed = self.store.change_feed()
-        if hasattr(self.clock, "on_advance"):
-            self.clock.on_advance(self.loop.wake)  # a test's manual clock
         self._spawn(self.loop.run, "jobs-loop")
         self._spawn(self.keeper.run, "jobs-keeper")
         self.keep_lease()  # started: the scheduler's status is known, the lease tried

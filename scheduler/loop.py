@@ -153,19 +153,23 @@ class Loop(MessageHandlers):
         return self.valid_until is not None and self.clock.monotonic() < self.valid_until
 
     def _delay(self):
-        """Seconds until the loop has something to do (None: only a message will do)."""
-        delays = []
-        if self._dispatched or self._finished:
-            hold = 0.0 if self._hold_until is None else self._hold_until - time.monotonic()
-            delays.append(max(0.0, hold))
+        """Real seconds the loop may wait for a message before it has something to do
+        (None: only a message will do).  Slots, deadlines and the lease's end are
+        on the engine's clock, which says how long that is; bookkeeping held back
+        for a burst is on the real clock."""
+        timed = []
         if self.leading and not self.stopping and not self.lapsed:
             next_due = self.timetable.next_due()
             if next_due is not None:
-                delays.append(max(0.0, next_due - self.clock.now()))
-            delays.append(max(0.0, self.valid_until - self.clock.monotonic()))
+                timed.append(max(0.0, next_due - self.clock.now()))
+            timed.append(max(0.0, self.valid_until - self.clock.monotonic()))
         if self._next_deadline is not None:
-            delays.append(max(0.0, self._next_deadline - self.clock.monotonic()))
-        return min(delays, default=None)
+            timed.append(max(0.0, self._next_deadline - self.clock.monotonic()))
+        wait = self.clock.wait_seconds(min(timed, default=None), self.wake)
+        if self._dispatched or self._finished:
+            hold = 0.0 if self._hold_until is None else self._hold_until - time.monotonic()
+            wait = max(0.0, hold) if wait is None else min(wait, max(0.0, hold))
+        return wait
 
     # -- starting due jobs, then their bookkeeping -------------------------------------
 
