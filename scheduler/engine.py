@@ -21,7 +21,7 @@ import os
 import time
 import uuid
 
-from . import runs, takeover
+from . import history, runs, takeover
 from . import state as st
 from .clock import SystemClock, to_iso
 from .controls import Controls
@@ -35,7 +35,6 @@ from .loop import Loop
 from .native import Empty, SimpleQueue, start_thread
 from .native import sleep as native_sleep
 from .publisher import Publisher
-from .storage import RunFinished, RunStarted
 from .writer import RunWriter
 
 log = logging.getLogger(__name__)
@@ -261,9 +260,7 @@ class Engine:
         """The job's most recent runs, newest first (the running one included), as
         saved or about to be: a run that ended is never shown as still running."""
         self._known(name)
-        unsaved = self.writer.unsaved_runs(name)  # before the read: nothing slips between
-        rows = self.store.runs(name, limit)
-        return [_run_row_to_dict(row) for row in _with_unsaved(rows, unsaved, self.owner)][:limit]
+        return history.recent_runs(self.store, self.writer, name, limit, self.owner)
 
     def scheduler_info(self):
         """Whether a scheduler is alive anywhere (a fresh lease), and which one."""
@@ -295,68 +292,3 @@ class Engine:
         """Have the keeper take in what other processes saved now, and the loop too."""
         self.keeper.call(self.follower.round)
         self.step()
-
-
-def _with_unsaved(rows, unsaved, owner):
-    """``rows`` from storage with the runs' records not yet written laid over them."""
-    finishes = {r.run_id: r for r in unsaved if type(r) is RunFinished}
-    rows = [dict(row) for row in rows]
-    seen = set()
-    for row in rows:
-        seen.add(row["run_id"])
-        finish = finishes.get(row["run_id"])
-        if finish is not None:
-            row.update(_finish_fields(finish))
-    for start in (r for r in unsaved if type(r) is RunStarted and r.run_id not in seen):
-        row = {
-            "run_id": start.run_id,
-            "job": start.job,
-            "slot": start.slot,
-            "trigger": start.trigger,
-            "user": start.user,
-            "owner": owner,
-            "started_at": start.started_at,
-            "finished_at": None,
-            "duration": None,
-            "outcome": st.IN_PROGRESS,
-            "error": None,
-            "traceback": None,
-            "log": [],
-            "result": None,
-        }
-        finish = finishes.get(start.run_id)
-        if finish is not None:
-            row.update(_finish_fields(finish))
-        rows.append(row)
-    rows.sort(key=lambda row: row["started_at"], reverse=True)
-    return rows
-
-
-def _finish_fields(finish):
-    return {
-        "finished_at": finish.finished_at,
-        "duration": finish.duration,
-        "outcome": finish.outcome,
-        "error": finish.error,
-        "traceback": finish.traceback,
-        "log": list(finish.log),
-        "result": finish.result,
-    }
-
-
-def _run_row_to_dict(row):
-    duration = row.get("duration")
-    return {
-        "id": row["run_id"],
-        "started_at": to_iso(row["started_at"]),
-        "finished_at": to_iso(row["finished_at"]),
-        "duration_ms": None if duration is None else round(duration * 1000, 3),
-        "outcome": row["outcome"],
-        "trigger": row["trigger"],
-        "user": row["user"],
-        "error": row["error"],
-        "traceback": row["traceback"],
-        "log": row["log"],
-        "result": row["result"],
-        "slot": to_iso(row["slot"]),
-    }

@@ -462,8 +462,9 @@ def test_controls_and_last_runs_survive_a_restart_but_the_run_count_starts_again
     settle(app.extensions["jobs"])
     post(admin, "/api/jobs/demo_tick/interval", json={"interval": "5m"})
     post(admin, "/api/jobs/demo_fail/pause")
+    app.extensions["jobs"].stop(grace=1)  # the server stops...
 
-    restarted = create_app({**app.config, "JOBS_CLOCK": clock})
+    restarted = create_app({**app.config, "JOBS_CLOCK": clock})  # ...and starts again
     try:
         engine = restarted.extensions["jobs"]
         engine.start()
