@@ -18,6 +18,7 @@ def register_user_loader(login_manager):
 
     @login_manager.user_loader
     def load_user(sid):
+        # A read: in WAL mode it never waits for a writer, so it may run on the hub.
         return current_app.extensions["accounts"].user_for_session(sid)
 
 
@@ -73,7 +74,9 @@ def login():
 def logout():
     """End this session everywhere it is used, then show the sign-in form."""
     check_csrf()
-    current_app.extensions["accounts"].end_session(current_user.sid)
+    # A write, which waits while another program holds the database's write lock:
+    # off the hub, like the writes of signing in, so nothing else waits with it.
+    call_off_hub(current_app.extensions["accounts"].end_session, current_user.sid)
     logout_user()
     session.clear()
     return redirect(url_for("auth.login"))
