@@ -31,7 +31,7 @@ def browser():
     if not CHROMIUM.exists():
         pytest.fail(
             f"The browser tests need Debian's Chromium at {CHROMIUM}: "
-            "run `sudo apt-get install chromium` (.ci/run installs it in CI).",
+            "run `sudo apt-get install chromium` (make test installs it as root on Debian).",
             pytrace=False,
         )
     from playwright.sync_api import sync_playwright
