@@ -315,11 +315,45 @@ def test_the_interval_editor_is_a_form_that_names_the_formats(admin):
     assert [b.text for b in editor.all("button")] == ["Save", "Cancel"]
 
 
+def test_reset_to_default_is_offered_only_while_the_interval_is_changed(admin):
+    reset = card(parse(admin.get("/admin/jobs")), "demo_tick").one(data_control="reset")
+    assert "hidden" in reset.attrs
+
+    post(admin, "/api/jobs/demo_tick/interval", json={"interval": "5m"})
+
+    element = card(parse(admin.get("/admin/jobs")), "demo_tick")
+    reset = element.one(data_control="reset")
+    assert "hidden" not in reset.attrs
+    assert reset.one("button").text == "Reset to default (5s)"
+    assert reset.attrs["method"] == "post"
+    assert reset.attrs["action"] == "/api/jobs/demo_tick/reset"
+    assert element.one("details", class_="interval-editor").all(data_control="reset") == [reset]
+
+
+def test_the_reset_form_puts_the_default_interval_back(admin):
+    post(admin, "/api/jobs/demo_tick/interval", json={"interval": "5m"})
+    form = card(parse(admin.get("/admin/jobs")), "demo_tick").one(data_control="reset")
+    token = form.one("input", name="csrf_token").attrs["value"]
+
+    response = admin.post(
+        form.attrs["action"], data={"csrf_token": token}, headers={"Accept": "text/html"}
+    )
+
+    assert response.status_code == 303
+    page = parse(admin.get("/admin/jobs"))
+    flash = page.one("p", class_="flash")
+    assert flash.text == "demo_tick: back to its default interval of 5s."
+    assert "flash-success" in flash.classes
+    element = card(page, "demo_tick")
+    assert field(element, "interval").text == "5s"
+    assert "hidden" in element.one(data_control="reset").attrs
+
+
 def test_every_form_posts_with_a_token(admin):
     page = parse(admin.get("/admin/jobs"))
 
     forms = page.all("form")
-    assert len(forms) == 3 * len(page.all("article", class_="card")) + 1  # and sign out
+    assert len(forms) == 4 * len(page.all("article", class_="card")) + 1  # and sign out
     for form in forms:
         assert form.attrs["method"] == "post"
         token = form.one("input", name="csrf_token")
