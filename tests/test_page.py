@@ -506,6 +506,38 @@ def test_the_script_and_stylesheet_are_served(admin):
             assert response.status_code == 200
 
 
+# -- the icon ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/login", "/admin/jobs", "/admin/jobs/demo_tick/history"])
+def test_every_page_links_its_icon(app, admin, path):
+    stranger = app.test_client()
+    page = parse((stranger if path == "/login" else admin).get(path))
+
+    icon = page.one("link", rel="icon")
+    assert icon.attrs["href"] == "/static/favicon.svg"
+    assert icon.attrs["type"] == "image/svg+xml"
+
+
+def test_the_icon_is_an_svg_image_the_policy_allows(client):
+    with client.get("/static/favicon.svg") as response:
+        assert response.status_code == 200
+        assert response.mimetype == "image/svg+xml"
+        assert response.get_data(as_text=True).startswith("<svg ")
+    policy = client.get("/login").headers["Content-Security-Policy"]
+    assert "img-src 'self'" in policy
+
+
+def test_favicon_ico_leads_to_the_icon(client):
+    response = client.get("/favicon.ico")
+
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/static/favicon.svg"
+    with client.get("/favicon.ico", follow_redirects=True) as response:
+        assert response.status_code == 200
+        assert response.mimetype == "image/svg+xml"
+
+
 # -- the history page -----------------------------------------------------------------------
 
 
