@@ -1,6 +1,6 @@
-"""The Jobs page."""
+"""The Jobs page, a job's history page, and the site's icon."""
 
-from flask import Blueprint, abort, current_app, render_template
+from flask import Blueprint, abort, current_app, redirect, render_template, url_for
 
 from routes.access import admin_page
 from scheduler import UnknownJobError
@@ -31,6 +31,13 @@ def history(name):
         abort(404)
     runs = call_off_hub(engine.runs, name, RUNS_SHOWN)
     return render_template("history.html", job=job, runs=runs)
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    """The icon, for browsers that ask for it here instead of following the pages' link
+    (and for anything that is not a page, such as the API's JSON)."""
+    return redirect(url_for("static", filename="favicon.svg"))
 
 
 @bp.app_template_global()

@@ -111,6 +111,9 @@
 
     const editor = card.querySelector(".interval-editor");
     if (!editor.open) editor.querySelector("input[name=interval]").value = job.interval;
+    const reset = editor.querySelector('form[data-control="reset"]');
+    reset.hidden = !job.interval_overridden;
+    reset.querySelector("button").textContent = `Reset to default (${job.default_interval})`;
 
     drawChart(card, job);
     applyFilters();
@@ -531,17 +534,17 @@
     const updatesBefore = liveUpdates.get(card.dataset.job) || 0;
     try {
       const { ok, body } = await post(form);
-      if (control === "interval") {
-        const error = form.querySelector(".field-error");
+      const editor = form.closest(".interval-editor"); // Save, or Reset to default
+      if (editor) {
+        const error = editor.querySelector(".field-error");
         if (ok) {
           error.textContent = "";
-          const editor = form.closest("details");
           const focusWasInside = editor.contains(document.activeElement) || hadFocus;
           editor.open = false;
           if (focusWasInside) editor.querySelector("summary").focus();
         } else {
           error.textContent = body.error;
-          form.querySelector("input[name=interval]").focus();
+          if (control === "interval") form.querySelector("input[name=interval]").focus();
         }
       } else if (!ok) {
         showCardError(card, body.error);

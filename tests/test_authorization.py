@@ -36,6 +36,7 @@ HOME = "the home page"
 LOGIN = "the sign-in form"
 LOGOUT = "signing out"
 STATIC = "a static file"
+ICON = "the site icon"
 READ = frozenset({"GET", "HEAD", "OPTIONS"})
 KIND_METHODS = {
     PAGE: READ,
@@ -46,6 +47,7 @@ KIND_METHODS = {
     LOGIN: frozenset({"GET", "HEAD", "POST", "OPTIONS"}),
     LOGOUT: frozenset({"POST", "OPTIONS"}),
     STATIC: READ,
+    ICON: READ,
 }
 
 
@@ -66,6 +68,7 @@ EXPECTED = {
     "/login": Route(LOGIN, "/login"),
     "/logout": Route(LOGOUT, "/logout"),
     "/static/<path:filename>": Route(STATIC, "/static/jobs.css"),
+    "/favicon.ico": Route(ICON, "/favicon.ico"),
     "/admin/jobs": Route(PAGE, "/admin/jobs?x=1"),
     "/admin/jobs/<name>/history": Route(PAGE, f"/admin/jobs/{JOB}/history?x=1"),
     "/api/jobs": Route(API, "/api/jobs"),
@@ -207,6 +210,9 @@ def check_answer(client, role, route, method, response):
     if kind == STATIC:
         assert response.status_code == 200
         assert response.mimetype == "text/css"
+    elif kind == ICON:  # for anyone: the sign-in page has it too
+        assert response.status_code == 302
+        assert response.headers["Location"] == "/static/favicon.svg"
     elif kind == HOME:
         assert response.status_code == 302
         assert response.headers["Location"] == "/admin/jobs"

@@ -315,11 +315,45 @@ def test_the_interval_editor_is_a_form_that_names_the_formats(admin):
     assert [b.text for b in editor.all("button")] == ["Save", "Cancel"]
 
 
+def test_reset_to_default_is_offered_only_while_the_interval_is_changed(admin):
+    reset = card(parse(admin.get("/admin/jobs")), "demo_tick").one(data_control="reset")
+    assert "hidden" in reset.attrs
+
+    post(admin, "/api/jobs/demo_tick/interval", json={"interval": "5m"})
+
+    element = card(parse(admin.get("/admin/jobs")), "demo_tick")
+    reset = element.one(data_control="reset")
+    assert "hidden" not in reset.attrs
+    assert reset.one("button").text == "Reset to default (5s)"
+    assert reset.attrs["method"] == "post"
+    assert reset.attrs["action"] == "/api/jobs/demo_tick/reset"
+    assert element.one("details", class_="interval-editor").all(data_control="reset") == [reset]
+
+
+def test_the_reset_form_puts_the_default_interval_back(admin):
+    post(admin, "/api/jobs/demo_tick/interval", json={"interval": "5m"})
+    form = card(parse(admin.get("/admin/jobs")), "demo_tick").one(data_control="reset")
+    token = form.one("input", name="csrf_token").attrs["value"]
+
+    response = admin.post(
+        form.attrs["action"], data={"csrf_token": token}, headers={"Accept": "text/html"}
+    )
+
+    assert response.status_code == 303
+    page = parse(admin.get("/admin/jobs"))
+    flash = page.one("p", class_="flash")
+    assert flash.text == "demo_tick: back to its default interval of 5s."
+    assert "flash-success" in flash.classes
+    element = card(page, "demo_tick")
+    assert field(element, "interval").text == "5s"
+    assert "hidden" in element.one(data_control="reset").attrs
+
+
 def test_every_form_posts_with_a_token(admin):
     page = parse(admin.get("/admin/jobs"))
 
     forms = page.all("form")
-    assert len(forms) == 3 * len(page.all("article", class_="card")) + 1  # and sign out
+    assert len(forms) == 4 * len(page.all("article", class_="card")) + 1  # and sign out
     for form in forms:
         assert form.attrs["method"] == "post"
         token = form.one("input", name="csrf_token")
@@ -470,6 +504,38 @@ def test_the_script_and_stylesheet_are_served(admin):
     for url in (script.attrs["src"], stylesheet.attrs["href"]):
         with admin.get(url) as response:
             assert response.status_code == 200
+
+
+# -- the icon ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/login", "/admin/jobs", "/admin/jobs/demo_tick/history"])
+def test_every_page_links_its_icon(app, admin, path):
+    stranger = app.test_client()
+    page = parse((stranger if path == "/login" else admin).get(path))
+
+    icon = page.one("link", rel="icon")
+    assert icon.attrs["href"] == "/static/favicon.svg"
+    assert icon.attrs["type"] == "image/svg+xml"
+
+
+def test_the_icon_is_an_svg_image_the_policy_allows(client):
+    with client.get("/static/favicon.svg") as response:
+        assert response.status_code == 200
+        assert response.mimetype == "image/svg+xml"
+        assert response.get_data(as_text=True).startswith("<svg ")
+    policy = client.get("/login").headers["Content-Security-Policy"]
+    assert "img-src 'self'" in policy
+
+
+def test_favicon_ico_leads_to_the_icon(client):
+    response = client.get("/favicon.ico")
+
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/static/favicon.svg"
+    with client.get("/favicon.ico", follow_redirects=True) as response:
+        assert response.status_code == 200
+        assert response.mimetype == "image/svg+xml"
 
 
 # -- the history page -----------------------------------------------------------------------

@@ -167,3 +167,62 @@ def test_a_bad_interval_shows_an_inline_error_and_changes_nothing(page, api):
     after = api_job(api, "demo_slow")
     assert after["interval_seconds"] == before["interval_seconds"] == 3600
     assert after["next_run"] == before["next_run"]
+
+
+def _reset_button(page, name):
+    return card(page, name).get_by_role("button", name=re.compile(r"^Reset to default"))
+
+
+def test_reset_to_default_is_offered_only_while_the_interval_is_changed(page, api):
+    _open_editor(page, "demo_slow")
+    expect(_reset_button(page, "demo_slow")).to_have_count(0)
+
+    post(api, "/api/jobs/demo_slow/interval", {"interval": "5m"})
+
+    expect(fact(page, "demo_slow", "interval")).to_have_text("5m (default 1h)")
+    expect(_reset_button(page, "demo_slow")).to_have_text("Reset to default (1h)")
+    expect(_reset_button(page, "demo_slow")).to_be_visible()
+
+    post(api, "/api/jobs/demo_slow/reset")
+
+    expect(fact(page, "demo_slow", "interval")).to_have_text("1h")
+    expect(_reset_button(page, "demo_slow")).to_have_count(0)
+
+
+def test_reset_to_default_puts_the_default_interval_back(page, api):
+    post(api, "/api/jobs/demo_slow/interval", {"interval": "5m"})
+    expect(fact(page, "demo_slow", "interval")).to_have_text("5m (default 1h)")
+    field = _open_editor(page, "demo_slow")
+    mark_document(page)
+
+    card(page, "demo_slow").get_by_role("button", name="Reset to default (1h)").click()
+
+    expect(fact(page, "demo_slow", "interval")).to_have_text("1h")
+    expect(field).to_be_hidden()  # the editor closed
+    expect(card(page, "demo_slow").get_by_label("Change the interval of demo_slow")).to_be_focused()
+    expect(fact(page, "demo_slow", "next_run")).to_have_text(IN)
+    assert same_document(page), "the page was reloaded"
+    job = wait_job(api, "demo_slow", lambda job: not job["interval_overridden"])
+    assert job["interval_seconds"] == 3600
+    # Opened again, the editor starts from the default and offers no reset.
+    field = _open_editor(page, "demo_slow")
+    expect(field).to_have_value("1h")
+    expect(_reset_button(page, "demo_slow")).to_have_count(0)
+
+
+def test_reset_to_default_by_keyboard(page, api):
+    post(api, "/api/jobs/demo_slow/interval", {"interval": "5m"})
+    expect(fact(page, "demo_slow", "interval")).to_have_text("5m (default 1h)")
+    summary = card(page, "demo_slow").get_by_label("Change the interval of demo_slow")
+    summary.focus()
+    page.keyboard.press("Enter")
+    expect(card(page, "demo_slow").get_by_label("Run every")).to_be_focused()
+
+    for _ in range(3):  # past Save and Cancel
+        page.keyboard.press("Tab")
+    expect(_reset_button(page, "demo_slow")).to_be_focused()
+    page.keyboard.press("Enter")
+
+    expect(fact(page, "demo_slow", "interval")).to_have_text("1h")
+    expect(summary).to_be_focused()
+    wait_job(api, "demo_slow", lambda job: not job["interval_overridden"])

@@ -6,7 +6,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.browser_support import api_job, badge, card, fact, sign_in, wait_job
+from tests.browser.browser_support import api_job, badge, card, fact, post, sign_in, wait_job
 
 pytestmark = pytest.mark.browser
 
@@ -105,6 +105,24 @@ def test_a_bad_interval_comes_back_as_an_error_message(page, api):
     expect(message).to_have_class(re.compile("flash-error"))
     expect(fact(page, "demo_slow", "interval")).to_have_text("1h")
     assert api_job(api, "demo_slow")["interval_seconds"] == 3600
+
+
+def test_reset_to_default_posts_the_form(page, api):
+    post(api, "/api/jobs/demo_slow/interval", {"interval": "5m"})
+    page.reload()
+    shown = card(page, "demo_slow")
+    expect(fact(page, "demo_slow", "interval")).to_have_text("5m (default 1h)")
+    shown.get_by_label("Change the interval of demo_slow").click()
+    reset = shown.get_by_role("button", name="Reset to default (1h)")
+
+    assert _submit(page, reset, "reset") == 303
+
+    expect(_flash(page)).to_have_text("demo_slow: back to its default interval of 1h.")
+    expect(fact(page, "demo_slow", "interval")).to_have_text("1h")
+    assert api_job(api, "demo_slow")["interval_overridden"] is False
+    shown.get_by_label("Change the interval of demo_slow").click()
+    expect(shown.get_by_label("Run every")).to_have_value("1h")
+    expect(shown.get_by_role("button", name=re.compile("^Reset to default"))).to_have_count(0)
 
 
 def test_history_is_a_page_of_its_own(page, api):
