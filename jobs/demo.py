@@ -7,6 +7,7 @@ import time
 STEPS = 50
 STEP_SECONDS = 0.1
 HANG_LIMIT_SECONDS = 60
+WIND_DOWN_STEPS = 15  # 1.5 s
 
 
 def register(registry):
@@ -48,6 +49,10 @@ def demo_hang(ctx):
         ctx.progress(waited / HANG_LIMIT_SECONDS, f"waiting to be asked to stop ({waited:.0f} s)")
         time.sleep(STEP_SECONDS)
     if ctx.cancelled:
-        ctx.log.warning("asked to stop; stopping")
+        ctx.log.warning("asked to stop; winding down")
+        # A real job cleans up before it returns: the card shows it stuck meanwhile.
+        for step in range(WIND_DOWN_STEPS):
+            ctx.progress(1.0, f"winding down ({step + 1} of {WIND_DOWN_STEPS})")
+            time.sleep(STEP_SECONDS)
         return "stopped when asked"
     return f"gave up after {HANG_LIMIT_SECONDS} s"

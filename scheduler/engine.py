@@ -127,7 +127,10 @@ class Engine:
         self.follower.feed = self.keeper.feed = self.store.change_feed()
         self._spawn(self.loop.run, "jobs-loop")
         self._spawn(self.keeper.run, "jobs-keeper")
-        self.keep_lease()  # started: the scheduler's status is known, the lease tried
+        try:  # started: the scheduler's status is known, the lease tried once
+            self.keep_lease()
+        except TimeoutError:
+            log.warning("The first round of the scheduler lease is slow; it goes on by itself")
 
     def stop(self, grace=10.0):
         """Refuse controls from now on, stop scheduling, give running jobs ``grace``

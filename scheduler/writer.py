@@ -107,7 +107,11 @@ class RunWriter:
                 records = [item for item in batch if _is_record(item)]
                 ended = any(item is None for item in batch)
                 if records and not self._write_until_done(records):
-                    self._spool(records + [r for r in self._drain_rest() if _is_record(r)])
+                    rest = [r for r in self._drain_rest() if _is_record(r)]
+                    try:
+                        self._spool(records + rest)
+                    except OSError as exc:
+                        log.error("%d job records are lost: %s", len(records) + len(rest), exc)
                     ended = True
                 for item in batch:
                     if _is_lock(item):
@@ -233,9 +237,10 @@ class RunWriter:
                 records = [_record_from_json(line) for line in handle if line.strip()]
             try:
                 self._store.write_records(records, self._owner, replaying=True)
-            except StoreError:
+            except StoreError as exc:
                 os.rename(claimed, path)  # still there for the next start
-                raise
+                log.error("Cannot yet write the job records kept in %s: %s", path, exc)
+                continue
             os.unlink(claimed)
             written += len(records)
             log.info("Wrote %d job records kept at the last stop (%s)", len(records), path)

@@ -35,6 +35,21 @@ def gated_job(registry, name, interval="1h", **options):
     return gate, ran
 
 
+def hanging_job(registry, name, timeout):
+    """A job that runs until it is asked to stop (``cancelled`` is then set), then
+    waits for ``finish``, so that a test can look at the stuck run first."""
+    cancelled, finish = threading.Event(), threading.Event()
+
+    def hang(ctx):
+        while not ctx.cancelled:
+            time.sleep(0.005)
+        cancelled.set()
+        finish.wait(5)
+
+    registry.add(hang, name=name, category="t", interval="1h", timeout=timeout, description=name)
+    return cancelled, finish
+
+
 def leading_engine(store, clock, registry, **options):
     options.setdefault("lease_ttl", LONG_LEASE)
     engine = Engine(registry, store, clock=clock, **options)
@@ -87,15 +102,7 @@ def test_every_finished_job_leaves_running_even_while_the_loop_records_others(
 
 
 def test_a_run_nows_timeout_is_watched(registry, store, clock, engines):
-    cancelled, finish = threading.Event(), threading.Event()
-
-    def hang(ctx):
-        while not ctx.cancelled:
-            time.sleep(0.005)
-        cancelled.set()
-        finish.wait(5)  # the test looks at the stuck run first
-
-    registry.add(hang, name="probe", category="t", interval="1h", timeout="1s", description="p")
+    cancelled, finish = hanging_job(registry, "probe", timeout="1s")
     engine = leading_engine(store, clock, registry)
     engines.append(engine)
     engine.run_now("probe")
@@ -107,15 +114,7 @@ def test_a_run_nows_timeout_is_watched(registry, store, clock, engines):
 
 
 def test_a_queued_runs_timeout_is_watched(registry, store, db_path, clock, engines):
-    cancelled, finish = threading.Event(), threading.Event()
-
-    def hang(ctx):
-        while not ctx.cancelled:
-            time.sleep(0.005)
-        cancelled.set()
-        finish.wait(5)  # the test looks at the stuck run first
-
-    registry.add(hang, name="probe", category="t", interval="1h", timeout="1s", description="p")
+    cancelled, finish = hanging_job(registry, "probe", timeout="1s")
     leader = leading_engine(Store(db_path), clock, registry)
     follower = Engine(registry, Store(db_path), clock=clock, lease_ttl=LONG_LEASE)
     follower.start()

@@ -1,5 +1,6 @@
 """The registry of built-in jobs, and the demo jobs it holds only with JOBS_DEMO."""
 
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -88,16 +89,29 @@ def test_demo_slow_stops_soon_after_it_is_cancelled():
     assert "WARNING cancelled after 2 of 50 steps" in job.lines()
 
 
-def test_demo_hang_runs_until_it_is_asked_to_stop():
+class QuickTime:
+    """Stands in for ``time`` in the demo module: each sleep is a millisecond."""
+
+    def __init__(self):
+        self.slept = 0.0
+
+    def sleep(self, seconds):
+        self.slept += seconds
+        time.sleep(0.001)
+
+    def monotonic(self):
+        return self.slept
+
+
+def test_demo_hang_runs_until_it_is_asked_to_stop(monkeypatch):
+    monkeypatch.setattr(demo, "time", QuickTime())
     job = job_run("demo_hang", cancel_after=3)
 
     assert run("demo_hang", job) == "stopped when asked"
-    assert "WARNING asked to stop; stopping" in job.lines()
+    assert "WARNING asked to stop; winding down" in job.lines()
 
 
-def test_a_run_now_of_demo_hang_is_flagged_stuck_asked_to_stop_and_timed_out(
-    make_engine, clock
-):
+def test_a_run_now_of_demo_hang_is_flagged_stuck_asked_to_stop_and_timed_out(make_engine, clock):
     from helpers import settle
 
     engine = make_engine(build_registry({"JOBS_DEMO": True}))
@@ -113,3 +127,9 @@ def test_a_run_now_of_demo_hang_is_flagged_stuck_asked_to_stop_and_timed_out(
     assert run["outcome"] == "timed out"
     assert run["result"] == "stopped when asked"
     assert any("asked to stop" in line for line in run["log"])
+
+
+def test_demo_hang_gives_up_after_a_minute(monkeypatch):
+    monkeypatch.setattr(demo, "time", QuickTime())
+
+    assert run("demo_hang", job_run("demo_hang")) == "gave up after 60 s"

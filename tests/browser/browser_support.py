@@ -10,7 +10,7 @@ from tests.server_support import REPO, wait_until
 # Playwright's own browser download cannot work here: Debian's Chromium it is.
 CHROMIUM = Path("/usr/bin/chromium")
 AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
-DEMO_JOBS = ("demo_tick", "demo_slow", "demo_fail")
+DEMO_JOBS = ("demo_tick", "demo_slow", "demo_fail", "demo_hang")
 STATUSES = ("idle", "running", "paused", "error")
 STREAM_PATH = "/api/jobs/sse"
 POLL_PATH = "/api/jobs"

@@ -101,8 +101,8 @@ def test_filters_by_category_status_and_search_and_keeps_them_after_a_reload(pag
     expect(page.locator("#filter-count")).to_have_text(f"{everything} jobs")
 
     category.select_option("demo")
-    assert _visible_cards(page) == ["demo_fail", "demo_slow", "demo_tick"]
-    expect(page.locator("#filter-count")).to_have_text(f"Showing 3 of {everything} jobs")
+    assert _visible_cards(page) == ["demo_fail", "demo_hang", "demo_slow", "demo_tick"]
+    expect(page.locator("#filter-count")).to_have_text(f"Showing 4 of {everything} jobs")
 
     post(api, "/api/jobs/demo_tick/pause")
     status.select_option("paused")
