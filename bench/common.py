@@ -512,7 +512,7 @@ class ThreadProfiler:
     def install(self):
         import scheduler.engine
         import scheduler.executor
-        import scheduler.store
+        import scheduler.writer
         from scheduler import native
 
         original = native.start_thread
@@ -530,7 +530,7 @@ class ThreadProfiler:
 
             return original(profiled, name=name)
 
-        for module in (scheduler.engine, scheduler.executor, scheduler.store):
+        for module in (scheduler.engine, scheduler.executor, scheduler.writer):
             module.start_thread = start_thread
 
     def report(self, path, limit=30):

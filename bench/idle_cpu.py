@@ -56,9 +56,9 @@ def run_ours(slots, lease_ttl=None, sync_interval=None):
     engine, store = common.make_engine(
         tmp.name, specs, first_slots=dict(zip(names, slots, strict=True)), **options
     )
-    if sync_interval:
-        engine.sync_interval = sync_interval
     engine.start()
+    if sync_interval:  # where the file cannot be watched, the feed polls this often
+        engine.keeper.feed.poll_interval = sync_interval
     # As the server's worker does once started (gunicorn.conf.py).
     from scheduler.tuning import tune_after_start
 
