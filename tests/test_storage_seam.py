@@ -98,8 +98,9 @@ def test_a_queued_command_is_claimed_exactly_once(store):
 def test_a_scheduler_whose_records_are_fenced_off_steps_down_at_once(
     registry, store, clock, db_path
 ):
-    from scheduler import Store
     from test_engine_races import wait_for
+
+    from scheduler import Store
 
     registry.add(lambda ctx: None, name="zones", category="t", interval="1m", description="Z.")
     engine = Engine(registry, store, clock=clock, lease_ttl=LONG_LEASE, owner="a")
