@@ -532,6 +532,14 @@ _THREAD_ROLES = (
     ("_main_loop", "scheduler thread"),
     ("run_pending", "schedule loop"),
 )
+# The engine's threads by the function they run and its file in scheduler/ (the
+# engine rebuilt in roles runs its threads in methods of those modules).
+_THREAD_ENTRIES = (
+    ("run", "loop.py", "engine loop"),
+    ("run", "keeper.py", "keeper"),
+    ("_run", "writer.py", "run writer"),
+    ("_run", "store.py", "run writer"),
+)
 
 
 def thread_cpu():
@@ -559,8 +567,9 @@ def _role_of(ident, frame):
         if any(name == function for name, _ in names):
             return role
     for name, filename in names:
-        if name == "_run" and filename.endswith(os.path.join("scheduler", "store.py")):
-            return "run writer"
+        for function, module, role in _THREAD_ENTRIES:
+            if name == function and filename.endswith(os.path.join("scheduler", module)):
+                return role
     thread = threading._active.get(ident)
     if thread is not None:
         return thread.name.split("-")[0] if thread.name.startswith("Thread") else thread.name
