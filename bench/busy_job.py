@@ -238,28 +238,35 @@ def main(argv=None):
         action="store_true",
         help="do not wait for other processes to go quiet before each run",
     )
+    common.add_baseline_option(parser)
     args = parser.parse_args(argv)
     if args.worker is not None:
         contender, duration, switch_interval = args.worker
         worker(contender, int(float(duration)), float(switch_interval), args.out)
         return
     duration = 5 if args.quick else int(args.duration)
+    baseline = common.open_baseline(args.baseline, NAME)
     results = []
     cases = [(c, 0.0) for c in (args.only or CONTENDERS)]
     if args.switch_interval:
         cases.append(("ours", args.switch_interval))
     for contender, switch_interval in cases:
-        common.announce(f"busy job: {contender} ({duration} s)", args.no_wait)
-        result = common.run_worker(
-            f"bench.{NAME}", [contender, duration, switch_interval], timeout=duration + 60
-        )
-        result.setdefault("contender", contender)
+        label = contender
         if switch_interval:
-            result["contender"] = f"{contender}, switch interval {switch_interval * 1000:g} ms"
-        results.append(result)
+            label = f"{contender}, switch interval {switch_interval * 1000:g} ms"
+        results += common.run_contender(
+            f"bench.{NAME}",
+            contender,
+            [duration, switch_interval],
+            timeout=duration + 60,
+            what=f"busy job ({duration} s)",
+            no_wait=args.no_wait,
+            baseline=baseline,
+            label=label,
+        )
     report = render(results)
     print(report)
-    path = common.write_results(NAME, {"results": results, "report": report})
+    path = common.write_results(NAME, {"results": results, "report": report}, baseline=baseline)
     print(f"\nResults: {path}")
 
 
@@ -271,7 +278,8 @@ def render(results):
             rows.append([r["contender"], r["error"]] + [""] * 12)
             continue
         s, e, h = r["lateness_ms"], r["event_delivery_ms"] or {}, r["hub_lag_ms"]
-        o = ours["lateness_ms"] if ours else {}
+        reference = common.reference_row(r, results, ours)
+        o = reference["lateness_ms"] if reference else {}
         rows.append(
             [
                 r["contender"],

@@ -9,12 +9,14 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -151,18 +153,19 @@ def machine_info():
     return info
 
 
-def code_version():
-    """The commit and a hash of scheduler/*.py as measured (the tree may have edits)."""
+def code_version(root=ROOT):
+    """The commit and a hash of scheduler/*.py in checkout ``root`` as measured (the
+    tree may have edits)."""
     import hashlib
 
     digest = hashlib.sha1()
-    for path in sorted((ROOT / "scheduler").glob("*.py")):
+    for path in sorted((root / "scheduler").glob("*.py")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     version = {"scheduler_sha1": digest.hexdigest()[:12]}
     try:
         version["commit"] = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
+            cwd=root,
             capture_output=True,
             text=True,
             timeout=10,
@@ -170,7 +173,7 @@ def code_version():
         version["scheduler_edited"] = bool(
             subprocess.run(
                 ["git", "status", "--porcelain", "--", "scheduler"],
-                cwd=ROOT,
+                cwd=root,
                 capture_output=True,
                 text=True,
                 timeout=10,
@@ -181,16 +184,19 @@ def code_version():
     return version
 
 
-def write_results(name, payload):
-    """Write ``payload`` (plus the machine description) to bench/results/<name>.json."""
+def write_results(name, payload, baseline=None):
+    """Write ``payload`` (plus the machine description, whose "code" is this checkout's
+    version, and the baseline checkout's if any) to bench/results/<name>.json."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     document = {
         "benchmark": name,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine_info(),
-        **payload,
     }
+    if baseline is not None:
+        document["baseline"] = {"path": str(baseline.root), "code": baseline.code}
+    document.update(payload)
     path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
     return path
 
@@ -198,18 +204,82 @@ def write_results(name, payload):
 # -- worker subprocesses -------------------------------------------------------------------
 
 
-def run_worker(module, args, timeout):
-    """Run ``python -m module --worker ARGS --out FILE`` from the repository root and
-    return the JSON it wrote.  The child is killed (its whole process group) if it
-    outlives ``timeout``; the result then says so instead of a measurement."""
+class Baseline(NamedTuple):
+    """Another checkout of this repository whose engine is measured next to ours."""
+
+    root: Path
+    tag: str  # "@<short sha of its HEAD>", "+edits" when its scheduler/ has changes
+    code: dict  # code_version(root)
+
+
+def add_baseline_option(parser):
+    parser.add_argument(
+        "--baseline",
+        metavar="PATH",
+        help="also run ours from the checkout at PATH (its own bench worker and "
+        "scheduler package), right after ours in every case",
+    )
+
+
+def open_baseline(path, name):
+    """The checkout at ``path`` (None: no baseline) as a Baseline; it must have
+    bench/<name>.py and a scheduler package."""
+    if path is None:
+        return None
+    root = Path(path).resolve()
+    if not (root / "bench" / f"{name}.py").is_file() or not (root / "scheduler").is_dir():
+        raise SystemExit(f"--baseline {path}: no bench/{name}.py and scheduler/ there.")
+    code = code_version(root)
+    tag = "@" + (code.get("commit") or root.name)
+    if code.get("scheduler_edited"):
+        tag += "+edits"
+    return Baseline(root, tag, code)
+
+
+def run_contender(module, contender, args, timeout, what, no_wait, baseline=None, label=None):
+    """Run ``contender``'s worker (``--worker CONTENDER ARGS``) after waiting for a quiet
+    machine; if ``baseline`` is given and the contender is one of ours, run the
+    baseline checkout's worker with the same arguments right after.  Returns the
+    results, each with "contender" set to its label (``label``, by default the
+    contender; the baseline's is tagged, e.g. "ours@fa14c72", and names the row it
+    is a baseline of in "baseline_of")."""
+    label = label or contender
+    runs = [(ROOT, label, {})]
+    if baseline is not None and contender.startswith("ours"):
+        tagged = re.sub(r"^[\w-]+", lambda m: m[0] + baseline.tag, label)
+        runs.append((baseline.root, tagged, {"baseline_of": label, "code": baseline.code}))
+    results = []
+    for root, name, marks in runs:
+        announce(f"{what}: {name}", no_wait)
+        result = run_worker(module, [contender, *args], timeout, root=root)
+        result.update(contender=name, **marks)
+        results.append(result)
+    return results
+
+
+def reference_row(row, rows, ours):
+    """The row a row's "ours/this" ratios put over it: ours, but for a baseline row
+    the row it is a baseline of (new/old for the same case)."""
+    if "baseline_of" in row:
+        return next(
+            (r for r in rows if r["contender"] == row["baseline_of"] and "error" not in r), None
+        )
+    return ours
+
+
+def run_worker(module, args, timeout, root=ROOT):
+    """Run ``python -m module --worker ARGS --out FILE`` in checkout ``root`` (its cwd
+    and PYTHONPATH: its own bench and scheduler packages) and return the JSON it
+    wrote.  The child is killed (its whole process group) if it outlives
+    ``timeout``; the result then says so instead of a measurement."""
     with tempfile.TemporaryDirectory(prefix="bench-out-") as tmp:
         out = Path(tmp) / "result.json"
         command = [sys.executable, "-m", module, "--worker", *map(str, args), "--out", str(out)]
-        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1")
+        env = dict(os.environ, PYTHONPATH=str(root), PYTHONDONTWRITEBYTECODE="1")
         started = time.monotonic()
         proc = subprocess.Popen(
             command,
-            cwd=ROOT,
+            cwd=root,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -462,6 +532,14 @@ _THREAD_ROLES = (
     ("_main_loop", "scheduler thread"),
     ("run_pending", "schedule loop"),
 )
+# The engine's threads by the function they run and its file in scheduler/ (the
+# engine rebuilt in roles runs its threads in methods of those modules).
+_THREAD_ENTRIES = (
+    ("run", "loop.py", "engine loop"),
+    ("run", "keeper.py", "keeper"),
+    ("_run", "writer.py", "run writer"),
+    ("_run", "store.py", "run writer"),
+)
 
 
 def thread_cpu():
@@ -489,8 +567,9 @@ def _role_of(ident, frame):
         if any(name == function for name, _ in names):
             return role
     for name, filename in names:
-        if name == "_run" and filename.endswith(os.path.join("scheduler", "store.py")):
-            return "run writer"
+        for function, module, role in _THREAD_ENTRIES:
+            if name == function and filename.endswith(os.path.join("scheduler", module)):
+                return role
     thread = threading._active.get(ident)
     if thread is not None:
         return thread.name.split("-")[0] if thread.name.startswith("Thread") else thread.name

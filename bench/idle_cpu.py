@@ -215,44 +215,57 @@ def main(argv=None):
         help="what-if: run ours with this sync_interval (seconds between looks at what "
         "other processes changed)",
     )
+    common.add_baseline_option(parser)
     args = parser.parse_args(argv)
     if args.worker is not None:
         contender, duration, lease_ttl, sync_interval = args.worker
         worker(contender, float(duration), float(lease_ttl), float(sync_interval), args.out)
         return
     duration = 5.0 if args.quick else args.duration
+    baseline = common.open_baseline(args.baseline, NAME)
     results = []
     for contender in args.only or CONTENDERS:
-        common.announce(f"idle: {contender} ({duration:g} s)", args.no_wait)
-        result = common.run_worker(
-            f"bench.{NAME}",
-            [contender, duration, args.lease_ttl, args.sync_interval],
-            timeout=duration + 120,
-        )
-        result.setdefault("contender", contender)
+        label = contender
         if contender == "ours" and (args.lease_ttl or args.sync_interval):
-            result["contender"] = (
+            label = (
                 f"ours (lease_ttl {args.lease_ttl or 'default'}, "
                 f"sync_interval {args.sync_interval or 'default'})"
             )
-        results.append(result)
+        results += common.run_contender(
+            f"bench.{NAME}",
+            contender,
+            [duration, args.lease_ttl, args.sync_interval],
+            timeout=duration + 120,
+            what=f"idle ({duration:g} s)",
+            no_wait=args.no_wait,
+            baseline=baseline,
+            label=label,
+        )
     report = render(results)
     print(report)
     path = common.write_results(
-        NAME, {"jobs": JOBS, "interval_s": HOUR, "results": results, "report": report}
+        NAME,
+        {"jobs": JOBS, "interval_s": HOUR, "results": results, "report": report},
+        baseline=baseline,
     )
     print(f"\nResults: {path}")
 
 
 def render(results):
     ours = next(
-        (r for r in results if r["contender"].startswith("ours") and "error" not in r), None
+        (
+            r
+            for r in results
+            if r["contender"].startswith("ours") and "baseline_of" not in r and "error" not in r
+        ),
+        None,
     )
     rows = []
     for r in results:
         if "error" in r:
             rows.append([r["contender"], r["error"], "", "", "", ""])
             continue
+        reference = common.reference_row(r, results, ours) or {}
         threads = ", ".join(
             f"{k} {v:.3f}"
             for k, v in sorted(r["threads_ms_per_s"].items(), key=lambda kv: -kv[1])
@@ -264,9 +277,7 @@ def render(results):
                 f"{r['cpu_ms_per_s']:.3f}",
                 f"{r['context_switches_per_s']:.1f}",
                 common.fmt_load(r.get("other_load_cores")),
-                common.fmt_ratio(
-                    common.ratio(ours["cpu_ms_per_s"] if ours else None, r["cpu_ms_per_s"])
-                ),
+                common.fmt_ratio(common.ratio(reference.get("cpu_ms_per_s"), r["cpu_ms_per_s"])),
                 threads or "-",
             ]
         )

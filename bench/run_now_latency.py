@@ -191,22 +191,29 @@ def main(argv=None):
         action="store_true",
         help="do not wait for other processes to go quiet before each run",
     )
+    common.add_baseline_option(parser)
     args = parser.parse_args(argv)
     if args.worker is not None:
         contender, calls = args.worker
         worker(contender, int(calls), args.out)
         return
     calls = 100 if args.quick else args.calls
+    baseline = common.open_baseline(args.baseline, NAME)
     results = []
     for contender in args.only or CONTENDERS:
-        common.announce(f"run now: {contender} ({calls} calls)", args.no_wait)
-        result = common.run_worker(f"bench.{NAME}", [contender, calls], timeout=60 + calls * 0.2)
-        result.setdefault("contender", contender)
-        results.append(result)
+        results += common.run_contender(
+            f"bench.{NAME}",
+            contender,
+            [calls],
+            timeout=60 + calls * 0.2,
+            what=f"run now ({calls} calls)",
+            no_wait=args.no_wait,
+            baseline=baseline,
+        )
     report = render(results)
     print(report)
     path = common.write_results(
-        NAME, {"other_jobs": OTHER_JOBS, "results": results, "report": report}
+        NAME, {"other_jobs": OTHER_JOBS, "results": results, "report": report}, baseline=baseline
     )
     print(f"\nResults: {path}")
 
@@ -218,7 +225,8 @@ def render(results):
         if "error" in r:
             rows.append([r["contender"], r["error"], "", "", "", "", "", "", ""])
             continue
-        s, o = r["latency_ms"], (ours["latency_ms"] if ours else {})
+        reference = common.reference_row(r, results, ours)
+        s, o = r["latency_ms"], (reference["latency_ms"] if reference else {})
         rows.append(
             [
                 r["contender"],

@@ -306,6 +306,7 @@ def main(argv=None):
         action="store_true",
         help="do not wait for other processes to go quiet before each run",
     )
+    common.add_baseline_option(parser)
     args = parser.parse_args(argv)
 
     if args.worker is not None:
@@ -324,28 +325,34 @@ def main(argv=None):
     duration, single = args.duration, args.single_duration
     if args.quick:
         duration, single = 3.0, 6.0
+    if args.profile and args.baseline:
+        raise SystemExit("--profile measures this checkout's engine only; drop --baseline.")
+    baseline = common.open_baseline(args.baseline, NAME)
     contenders = args.only or (["ours"] if args.profile else list(CONTENDERS))
     cases = [c for c in CASES if (args.jobs in (None, c[0])) and (args.mode in (None, c[1]))]
     results = []
     for jobs, mode in cases:
         seconds = int(single if jobs == 1 else duration)
         for contender in contenders:
-            common.announce(f"{jobs} jobs, {mode}: {contender} ({seconds} s)", args.no_wait)
-            result = common.run_worker(
+            for result in common.run_contender(
                 f"bench.{NAME}",
-                [contender, jobs, mode, seconds, args.warmup, int(args.profile)],
+                contender,
+                [jobs, mode, seconds, args.warmup, int(args.profile)],
                 timeout=seconds + 60,
-            )
-            result.setdefault("contender", contender)
-            result.update(jobs=jobs, mode=mode)
-            if "profile" in result:
-                print(result.pop("profile"))
-            results.append(result)
+                what=f"{jobs} jobs, {mode} ({seconds} s)",
+                no_wait=args.no_wait,
+                baseline=baseline,
+            ):
+                result.update(jobs=jobs, mode=mode)
+                if "profile" in result:
+                    print(result.pop("profile"))
+                results.append(result)
     report = render(results)
     print(report)
     path = common.write_results(
         NAME if not args.profile else NAME + "-profile",
         {"interval_s": INTERVAL, "results": results, "report": report},
+        baseline=baseline,
     )
     print(f"\nResults: {path}")
 
@@ -370,7 +377,8 @@ def render(results):
                 table.append([r["contender"], r["error"], "", "", "", "", "", "", "", ""])
                 continue
             s = r["lateness_ms"]
-            o = ours["lateness_ms"] if ours else {}
+            reference = common.reference_row(r, rows, ours)
+            o = reference["lateness_ms"] if reference else {}
             table.append(
                 [
                     r["label"],
@@ -402,13 +410,15 @@ def render(results):
                 table,
             )
         )
-        if ours is not None:
+        for r in rows:
+            if "error" in r or "ours" not in (r["contender"], r.get("baseline_of")):
+                continue
             lines.append(
-                f"\nours: {ours.get('events', 0)} events read, {ours.get('resyncs', 0)} resyncs, "
-                f"{ours.get('runs_recorded', 0)} runs on disk, "
-                f"{ours.get('workers', 0)} workers, early starts {ours.get('early_runs', 0)}; "
-                f"runs left 'running' on disk: {ours.get('runs_left_running', 'n/a')}, jobs "
-                f"shown running after they finished: {len(ours.get('stale_on_page', []))}"
+                f"\n{r['contender']}: {r.get('events', 0)} events read, "
+                f"{r.get('resyncs', 0)} resyncs, {r.get('runs_recorded', 0)} runs on disk, "
+                f"{r.get('workers', 0)} workers, early starts {r.get('early_runs', 0)}; "
+                f"runs left 'running' on disk: {r.get('runs_left_running', 'n/a')}, jobs "
+                f"shown running after they finished: {len(r.get('stale_on_page', []))}"
             )
     lines.append(_targets(results))
     return "\n".join(lines)
