@@ -106,6 +106,7 @@ class Engine:
             loop=self.loop,
             on_status=self.publisher.scheduler_changed,
         )
+        self.loop.tenure = lambda: self.leadership.tenure
         self.controls = Controls(self)
         self.follower = Follower(store, self.loop, self.clock, self.owner, self._run_queued)
         self.keeper = Keeper(self.leadership, self.follower)

@@ -8,8 +8,10 @@ or dead holder's one; a takeover gets a new epoch from storage, reads what the
 loop needs (``takeover.read``) and only then tells the loop to lead, with the
 moment (0.8 of the lease) after which it must start nothing unless renewed.
 When the takeover cannot be read the lease is given back at once and tried again
-a second later.  ``fenced`` (from the run writer's thread, when storage refused
-records of a stale epoch) makes the loop stop at once and the keeper look again.
+a second later.  Each renewal moves ``tenure``'s end, which the loop reads before
+it starts anything (no message: a renewal does not wake it).  ``fenced`` (from the
+run writer's thread, when storage refused records of a stale epoch) makes the loop
+stop at once and the keeper look again.
 """
 
 import logging
@@ -38,6 +40,9 @@ class Leadership:
         self.epoch = None
         self.renewed = False  # the latest renewal of a held lease worked
         self.lease = None  # the lease as last seen
+        # (epoch, clock.monotonic() after which nothing may start): read by the loop
+        # as a snapshot before it starts anything; replaced whole, on this thread only.
+        self.tenure = (None, 0.0)
         self._fenced = False  # set from another thread, taken in at the next round
         self.stopping = False
         self.took_over = False  # set at a takeover; the follower then looks at the queue
@@ -72,7 +77,7 @@ class Leadership:
     def fenced(self):
         """Storage refused this process's records: another holds the lease.  Any thread."""
         self._fenced = True
-        self._loop.post("follow", self.epoch)
+        self._loop.post("follow", self.epoch)  # at once; the keeper's round follows
 
     def release(self):
         """Give the lease up (at stop, once running jobs finished or were cut off)."""
@@ -95,7 +100,7 @@ class Leadership:
         if held:
             self.renewed = True
             self.lease = replace(self.lease, renewed_at=now, expires_at=now + self.ttl)
-            self._loop.post("renewed", self.epoch, mono + self.ttl * STOP_AT)
+            self.tenure = (self.epoch, mono + self.ttl * STOP_AT)
         else:
             self._step_down("another process took the lease")
 
@@ -119,9 +124,10 @@ class Leadership:
                 pass
             return
         self.holding, self.renewed, self.epoch, self.lease = True, True, lease.epoch, lease
+        self.tenure = (lease.epoch, mono + self.ttl * STOP_AT)
         self.took_over = True
         try:  # waited for: once a round has taken the lease, this process leads
-            self._loop.call("lead", lease.epoch, mono + self.ttl * STOP_AT, taken, timeout=10.0)
+            self._loop.call("lead", lease.epoch, taken, timeout=10.0)
         except TimeoutError:
             log.error("The scheduler loop did not take up the lease in time")
 
@@ -129,6 +135,7 @@ class Leadership:
         if self.holding:
             log.warning("Stepping down as the scheduler: %s", why)
         self.holding = self.renewed = False
+        self.tenure = (None, 0.0)
         self._loop.post("follow", self.epoch)
 
 

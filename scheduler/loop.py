@@ -32,6 +32,7 @@ from .timetable import Timetable
 log = logging.getLogger(__name__)
 
 MAX_MESSAGES_PER_ROUND = 5000
+LAPSED_LOOK_SECONDS = 1.0
 
 
 class Loop(MessageHandlers):
@@ -50,7 +51,7 @@ class Loop(MessageHandlers):
         self.leading = False
         self.lapsed = False  # leading, but the lease could not be renewed in time
         self.epoch = None
-        self.valid_until = None  # clock.monotonic() after which no job may start
+        self.tenure = lambda: (None, 0.0)  # the leadership's (epoch, end), a snapshot
         self.stopping = False
         self.ended = False
         self.running = set()  # jobs with a run executing in this process
@@ -64,6 +65,7 @@ class Loop(MessageHandlers):
         self._timed = set()  # jobs whose current run has a deadline to watch
         self._next_deadline = None
         self._replies = []  # answered at the end of the round
+        self._to_publish = {}  # jobs whose new state is published later this round
 
     # -- from other threads --------------------------------------------------------
 
@@ -132,8 +134,16 @@ class Loop(MessageHandlers):
             reply.set(result)
 
     def _round(self):
+        for state in self._to_publish.values():
+            self.publish(state)  # its state now: never an older one after a newer
+        self._to_publish.clear()
         if self.leading and not self.stopping:
-            if self.lease_valid():
+            valid = self.lease_valid()
+            if valid and self.lapsed:
+                self.lapsed = False
+                log.info("The scheduler lease is renewed; starting jobs again")
+                self.publisher.scheduler_changed()
+            if valid:
                 self._dispatch_due()
             elif not self.lapsed:
                 self.lapsed = True
@@ -150,7 +160,8 @@ class Loop(MessageHandlers):
             reply.set()
 
     def lease_valid(self):
-        return self.valid_until is not None and self.clock.monotonic() < self.valid_until
+        epoch, until = self.tenure()
+        return epoch == self.epoch and self.clock.monotonic() < until
 
     def _delay(self):
         """Real seconds the loop may wait for a message before it has something to do
@@ -162,7 +173,10 @@ class Loop(MessageHandlers):
             next_due = self.timetable.next_due()
             if next_due is not None:
                 timed.append(max(0.0, next_due - self.clock.now()))
-            timed.append(max(0.0, self.valid_until - self.clock.monotonic()))
+            # At the end of the tenure it last read: renewed by then, it goes on.
+            timed.append(max(0.0, self.tenure()[1] - self.clock.monotonic()))
+        elif self.leading and self.lapsed:
+            timed.append(LAPSED_LOOK_SECONDS)  # renewed meanwhile? look again soon
         if self._next_deadline is not None:
             timed.append(max(0.0, self._next_deadline - self.clock.monotonic()))
         wait = self.clock.wait_seconds(min(timed, default=None), self.wake)
@@ -275,6 +289,9 @@ class Loop(MessageHandlers):
     def watch_deadline(self, run):
         if run.deadline is not None:
             self._timed.add(run.job)
+
+    def publish_soon(self, state):
+        self._to_publish[state.name] = state
 
     def publish(self, state):
         """Publish the job's new state (and, leading, save it for the other processes)."""

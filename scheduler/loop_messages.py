@@ -70,7 +70,8 @@ class MessageHandlers:
             self.writer.submit(record)
         self.running.add(state.name)
         self.watch_deadline(run)
-        return self.publish(state)
+        self.publish_soon(state)  # once the caller has its answer, in this round
+        return state.to_dict()
 
     def on_abort(self, run):
         """The Run Now could not be recorded: as if it had never been asked for."""
@@ -117,9 +118,9 @@ class MessageHandlers:
 
     # -- leadership ------------------------------------------------------------------------
 
-    def on_lead(self, epoch, valid_until, taken):
+    def on_lead(self, epoch, taken):
         """The keeper took the lease: schedule every active job (see ``takeover``)."""
-        self.epoch, self.valid_until, self.lapsed = epoch, valid_until, False
+        self.epoch, self.lapsed = epoch, False
         if self.leading:
             return
         take_over(self, taken)
@@ -129,21 +130,11 @@ class MessageHandlers:
         self.publisher.scheduler_changed()
         log.info("This process now runs the scheduler (epoch %d)", epoch)
 
-    def on_renewed(self, epoch, valid_until):
-        if epoch != self.epoch:
-            return
-        self.valid_until = valid_until
-        if self.lapsed:
-            self.lapsed = False
-            log.info("The scheduler lease is renewed; starting jobs again")
-            self.publisher.scheduler_changed()
-
     def on_follow(self, epoch=None):
         """The lease is lost (or given up): start nothing more."""
         if not self.leading or (epoch is not None and epoch != self.epoch):
             return
         self.leading = self.lapsed = False
-        self.valid_until = None
         self.timetable.clear()
         self.publisher.scheduler_changed()
         log.warning("This process no longer runs the scheduler")

@@ -127,13 +127,13 @@ def test_a_control_saved_elsewhere_is_kept_by_a_control_of_the_other_setting(pai
 
 def test_a_live_state_written_before_a_control_does_not_undo_it(pair, clock):
     leader, follower = pair
-    leader.run_now("zones")  # its live states are written for the follower...
-    settle(leader)
-    leader.pause("zones", user="alice")  # ...then the pause, saved after them
-    leader.writer.flush()
     with follower.subscribe() as subscription:
+        leader.run_now("zones")  # its live states are written for the follower...
+        settle(leader)
+        leader.pause("zones", user="alice")  # ...then the pause, saved after them
+        leader.writer.flush()
         follower.sync()
-        events = subscription.get(timeout=1)
+        events = subscription.get(timeout=1)  # (the latest of each job)
     assert [(e.key, e.data["status"]) for e in events if e.key == "zones"][-1:] == [
         ("zones", "paused")
     ]
