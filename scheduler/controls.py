@@ -6,16 +6,19 @@ acknowledged change survives a crash, and a failed save changes nothing), then
 hands the saved change to the loop, which owns the job's state, and answers with
 the job as the loop then shows it.
 
-Run Now in the scheduler, in three steps so that nothing slow runs on the loop:
-the loop reserves the run (refusing a busy job), this thread records it with its
-audit line in a transaction that checks the lease epoch, then tells the loop it
-started and hands the body to a worker.  Anywhere else it is queued in storage
-for the scheduler.
+Run Now in the scheduler: this thread asks the loop to claim the job for the run
+and, meanwhile, records the run with its audit line in a transaction that checks
+the lease epoch; once both are done it tells the loop the run is recorded and
+hands the body to a worker.  A failed record undoes the claim; a refused claim
+(rare: the page's view said the job was free) turns the record into an audit line
+saying why.  Anywhere else Run Now is queued in storage for the scheduler.
 """
 
 import logging
 from functools import partial
 
+from . import runs
+from . import state as st
 from .errors import JobBusyError, NotLeaderError, ShuttingDownError, UnknownJobError
 from .intervals import format_interval, parse_interval
 from .native import Reply
@@ -33,25 +36,45 @@ class Controls:
     def run_now(self, name, user=None, *, command_id=None):
         """Start a run at once (allowed while paused); JobBusyError while one runs."""
         engine = self._engine
-        self._check(name)
+        state = self._check(name)
         loop = engine.loop
         if not (loop.leading and not loop.lapsed):
             if command_id is not None:
                 raise NotLeaderError("This process does not run the scheduler right now.")
             return self._queue_run(name, user)
-        start, run = loop.call("reserve", name, user)
+        job = engine.job(name)
+        if job["status"] == "running" and not job["stuck"]:
+            raise JobBusyError(f"{name} is already running; wait for it to finish.")
+        run = runs.new_run(
+            state,
+            trigger=st.MANUAL,
+            user=user,
+            slot=None,
+            now=engine.clock.now(),
+            mono=engine.clock.monotonic(),
+        )
+        epoch = loop.epoch
+        claim = Reply()
+        loop.inbox.put(("claim", run, epoch, claim))  # the loop claims the job meanwhile
         try:
-            engine.store.record_manual_run(start, owner=engine.owner, command_id=command_id)
+            engine.store.record_manual_run(
+                runs.started_record(run, None, epoch), owner=engine.owner, command_id=command_id
+            )
         except BaseException as exc:
             loop.post("abort", run)
             if isinstance(exc, NotLeaderError):
                 engine.leadership.fenced()
             engine.publisher.scheduler_changed()  # saving may have started failing
             raise
-        reply = Reply()
-        loop.inbox.put(("started", run, reply))  # before the body can post its finish
+        try:
+            job = claim.wait(30.0)
+        except (JobBusyError, NotLeaderError, ShuttingDownError) as exc:
+            # Refused by the loop after all (a slot started it a moment ago, say).
+            engine.store.refuse_manual_run(run.id, reason=str(exc))
+            raise
+        loop.post("recorded", run)  # before the body can post its finish
         engine.executor.submit(partial(engine.execute, run))
-        return reply.wait(30.0)
+        return job
 
     def _queue_run(self, name, user):
         engine = self._engine

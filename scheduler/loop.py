@@ -66,6 +66,7 @@ class Loop(MessageHandlers):
         self._next_deadline = None
         self._replies = []  # answered at the end of the round
         self._to_publish = {}  # jobs whose new state is published later this round
+        self._claimed = {}  # run id -> (run count, last start) before a Run Now claimed it
 
     # -- from other threads --------------------------------------------------------
 

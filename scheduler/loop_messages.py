@@ -31,31 +31,22 @@ class MessageHandlers:
             run.progress = (fraction, message)
             self.publish(state)
 
-    def on_reserve(self, name, user):
-        """First half of a Run Now: the run, held for this caller while it records
-        the run (off this thread); returns (its start record, the run)."""
-        state = self.states[name]
+    def on_claim(self, run, epoch):
+        """A Run Now that its caller records meanwhile: the job is the run's from now
+        on, unless it is refused (the server stopping, this process not leading under
+        ``epoch``, the job busy).  Returns the job's view; it is published once the
+        caller says the run is recorded (``on_recorded``), or undone (``on_abort``)."""
+        state = self.states[run.job]
         if self.stopping:
             raise ShuttingDownError("The server is stopping; try again once it is back.")
-        if not self.leading or not self.lease_valid():
+        if not self.leading or epoch != self.epoch or not self.lease_valid():
             raise NotLeaderError("This server does not run the scheduler right now; try again.")
-        mono = self.clock.monotonic()
-        if runs.is_busy(state, mono):
+        if runs.is_busy(state, self.clock.monotonic()):
             raise JobBusyError(
-                f"{name} is already running (started {to_iso(state.last_started_at)}); "
+                f"{run.job} is already running (started {to_iso(state.last_started_at)}); "
                 "wait for it to finish."
             )
-        run = runs.new_run(
-            state, trigger=st.MANUAL, user=user, slot=None, now=self.clock.now(), mono=mono
-        )
-        state.reserved = run
-        return runs.started_record(run, state.next_run, self.epoch), run
-
-    def on_started(self, run):
-        """Second half: the run is recorded and its body is about to start."""
-        state = self.states[run.job]
-        if state.reserved is run:
-            state.reserved = None
+        self._claimed[run.id] = (state.run_count, state.last_started_at)
         _, replaced = runs.start_run(
             state,
             trigger=run.trigger,
@@ -70,14 +61,24 @@ class MessageHandlers:
             self.writer.submit(record)
         self.running.add(state.name)
         self.watch_deadline(run)
-        self.publish_soon(state)  # once the caller has its answer, in this round
         return state.to_dict()
 
-    def on_abort(self, run):
-        """The Run Now could not be recorded: as if it had never been asked for."""
+    def on_recorded(self, run):
+        """The claimed Run Now is on disk and its body starts now."""
+        self._claimed.pop(run.id, None)
         state = self.states[run.job]
-        if state.reserved is run:
-            state.reserved = None
+        if state.current is run:
+            self.publish_soon(state)
+
+    def on_abort(self, run):
+        """The claimed Run Now could not be recorded: as if it had never been asked for."""
+        before = self._claimed.pop(run.id, None)
+        state = self.states[run.job]
+        if before is None or state.current is not run:
+            return
+        state.current, state.stuck = None, False
+        state.run_count, state.last_started_at = before
+        self.running.discard(state.name)
 
     # -- settings ------------------------------------------------------------------------
 

@@ -52,9 +52,7 @@ def new_run(state, *, trigger, user, slot, now, mono):
 
 
 def is_busy(state, mono):
-    """A run executes within its timeout (or a Run Now is being recorded)."""
-    if state.reserved is not None:
-        return True
+    """A run executes within its timeout."""
     run = state.current
     return run is not None and (run.deadline is None or mono < run.deadline)
 

@@ -90,6 +90,23 @@ def record_manual_run(conn, start, owner, command_id=None):
     add_audit(conn, start.started_at, start.user, start.job, "run", None, start.run_id)
 
 
+def refuse_manual_run(conn, run_id, reason):
+    row = conn.execute("SELECT job FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    if row is None:
+        return
+    conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+    conn.execute(
+        "UPDATE audit SET action = 'run refused', new_value = ?"
+        " WHERE action = 'run' AND new_value = ?",
+        (reason, run_id),
+    )
+    conn.execute(
+        "UPDATE job_state SET last_started_at ="
+        " (SELECT max(started_at) FROM runs WHERE job = ?) WHERE job = ?",
+        (row["job"], row["job"]),
+    )
+
+
 def refuse_command(conn, command_id, at, reason):
     """Drop a queued command that cannot be carried out, saying why in the audit
     trail; False if another process claimed it first."""

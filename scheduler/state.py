@@ -120,7 +120,6 @@ class JobState:
     stuck: bool = False
     recent: list = field(default_factory=list)  # recent_run() dicts, oldest first
     settings_seq: int = -1  # the saved change its pause and interval come from
-    reserved: Run | None = None  # a Run Now being recorded, not yet started
 
     @property
     def name(self):

@@ -132,6 +132,11 @@ class Store(SqliteLease, Database):
         checks the lease epoch (``LeaseLostError``) and claims ``command_id``."""
         self._write(lambda conn: records.record_manual_run(conn, start, owner, command_id))
 
+    def refuse_manual_run(self, run_id, *, reason):
+        """Take back a recorded Run Now that the scheduler then refused: its run is
+        removed and its audit line says why."""
+        self._write(lambda conn: records.refuse_manual_run(conn, run_id, reason))
+
     def add_command(self, job, action, *, user, at, origin):
         """Queue a control for whichever process runs the scheduler."""
 

@@ -493,3 +493,28 @@ def test_run_now_while_running_is_refused(registry, store, clock, engines):
     with pytest.raises(JobBusyError):
         engine.run_now("job")
     gate.set()
+
+
+def test_a_run_now_the_loop_refuses_after_it_was_recorded_leaves_an_audit_line_only(
+    registry, store, clock, engines
+):
+    """The page's view said the job was free, but a run had just started: the loop
+    refuses the claim, and the record becomes an audit line saying why."""
+    gate, _ = gated_job(registry, "job")
+    engine = leading_engine(store, clock, registry)
+    engines.append(engine)
+    free = engine.job("job")
+    engine.run_now("job")
+    view = engine.job
+    engine.job = lambda name: dict(free)  # a view taken a moment before that run
+    try:
+        with pytest.raises(JobBusyError):
+            engine.run_now("job", user="bob")
+    finally:
+        engine.job = view
+        gate.set()
+    assert [r["trigger"] for r in store.runs("job")] == ["manual"]
+    audit = [(a["user"], a["action"]) for a in store.audit_trail("job")]
+    assert audit[0] == ("bob", "run refused"), audit
+    assert engine.wait_idle(2)
+    assert engine.job("job")["run_count"] == 1
