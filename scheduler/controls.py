@@ -131,10 +131,15 @@ class Controls:
             )
         finally:
             engine.publisher.scheduler_changed()  # saving may have started or stopped failing
-        job = engine.loop.call("setting", setting)
-        # The job's new next slot, worked out by the loop, is on disk too before the
-        # control is acknowledged: a successor that takes over now keeps to it.
-        engine.writer.flush(timeout=FLUSH_SECONDS)
+        job, next_run = engine.loop.call("setting", setting, True)
+        # The job's new next slot is on disk too before the control is acknowledged,
+        # so a scheduler that takes over now keeps to it: in the scheduler, as the
+        # loop worked it out; elsewhere, as a proposal that the scheduler replaces
+        # with its own as soon as it applies the control.
+        if engine.loop.leading:
+            engine.writer.flush(timeout=FLUSH_SECONDS)
+        else:
+            engine.store.propose_next_run(name, next_run, seq=setting.seq)
         return job
 
     def _check(self, name):

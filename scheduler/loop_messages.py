@@ -82,14 +82,16 @@ class MessageHandlers:
 
     # -- settings ------------------------------------------------------------------------
 
-    def on_setting(self, setting):
+    def on_setting(self, setting, with_next_run=False):
         """A saved pause, resume or interval (from here or another process): applied
-        only if newer than the one the job has.  Returns the job's view."""
+        only if newer than the one the job has.  Returns the job's view (and, with
+        ``with_next_run``, its next slot as this process sees it)."""
         state = self.states.get(setting.job)
         if state is None:
             return None
         if setting.seq <= state.settings_seq:
-            return state.to_dict()  # a newer one is already applied
+            # A newer one is already applied.
+            return (state.to_dict(), state.next_run) if with_next_run else state.to_dict()
         was_paused, was_interval = state.paused, state.interval
         state.settings_seq = setting.seq
         state.paused = setting.paused
@@ -107,7 +109,8 @@ class MessageHandlers:
             else:
                 self.timetable.put(state.name, state.interval, state.next_run)
             self.writer.submit(NextRun(state.name, state.next_run, self.epoch))
-        return self.publish(state)
+        view = self.publish(state)
+        return (view, state.next_run) if with_next_run else view
 
     def on_live(self, change):
         """The scheduler in another process published a job's state."""

@@ -132,6 +132,17 @@ class Store(SqliteLease, Database):
         checks the lease epoch (``LeaseLostError``) and claims ``command_id``."""
         self._write(lambda conn: records.record_manual_run(conn, start, owner, command_id))
 
+    def propose_next_run(self, job, next_run, *, seq):
+        """Save ``job``'s next slot as a process that does not run the scheduler sees
+        it after the control ``seq`` it saved, unless a newer control came since."""
+
+        def write(conn):
+            row = conn.execute("SELECT seq FROM job_settings WHERE job = ?", (job,)).fetchone()
+            if row is not None and row["seq"] == seq:
+                records.save_job_state(conn, job, next_run=next_run)
+
+        self._write(write)
+
     def refuse_manual_run(self, run_id, *, reason):
         """Take back a recorded Run Now that the scheduler then refused: its run is
         removed and its audit line says why."""

@@ -167,3 +167,22 @@ def test_a_live_state_whose_write_failed_reaches_followers_once_writes_work(pair
     follower.sync()
     job = follower.job("zones")
     assert (job["run_count"], job["last_outcome"], job["status"]) == (1, "ok", "idle")
+
+
+def test_an_interval_saved_while_no_scheduler_runs_is_kept_by_the_next_one(store, clock, registry):
+    from scheduler.clock import to_iso
+
+    registry.add(lambda ctx: None, name="zones", category="dns", interval="1h", description="Z.")
+    first = engine_on(store, clock, registry, "A")
+    first.keep_lease()
+    assert first.job("zones")["next_run"] == to_iso(first.started_at + 3600)
+    first.stop(grace=1)
+    web = engine_on(store, clock, registry, "B", run_jobs=False)
+    web.set_interval("zones", "1m", user="ann")  # no scheduler runs to take it in
+    web.stop(grace=1)
+    successor = engine_on(store, clock, registry, "C")
+    try:
+        assert successor.leader
+        assert successor.job("zones")["next_run"] == to_iso(web.started_at + 60)
+    finally:
+        successor.stop(grace=1)
