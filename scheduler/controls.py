@@ -72,8 +72,8 @@ class Controls:
             # Refused by the loop after all (a slot started it a moment ago, say).
             engine.store.refuse_manual_run(run.id, reason=str(exc))
             raise
-        loop.post("recorded", run)  # before the body can post its finish
         engine.executor.submit(partial(engine.execute, run))
+        loop.post("recorded", run)  # publish it (unless it has ended already)
         return job
 
     def _queue_run(self, name, user):

@@ -64,7 +64,8 @@ class MessageHandlers:
         return state.to_dict()
 
     def on_recorded(self, run):
-        """The claimed Run Now is on disk and its body starts now."""
+        """The claimed Run Now is on disk and its body has been handed to a worker
+        (it may even have ended already: then the bookkeeping published that)."""
         self._claimed.pop(run.id, None)
         state = self.states[run.job]
         if state.current is run:
