@@ -532,12 +532,15 @@
     const hadFocus = document.activeElement === button;
     button.disabled = true;
     const updatesBefore = liveUpdates.get(card.dataset.job) || 0;
+    const editor = form.closest(".interval-editor"); // Save, or Reset to default
+    const openedAt = editor && editor.dataset.opened;
     try {
       const { ok, body } = await post(form);
-      const editor = form.closest(".interval-editor"); // Save, or Reset to default
       if (editor) {
         const error = editor.querySelector(".field-error");
-        if (ok) {
+        if (ok && editor.dataset.opened !== openedAt) {
+          // Closed and opened again while the answer was on its way: leave it open.
+        } else if (ok) {
           error.textContent = "";
           const focusWasInside = editor.contains(document.activeElement) || hadFocus;
           editor.open = false;
@@ -582,6 +585,7 @@
   page.addEventListener("toggle", (event) => {
     const editor = event.target;
     if (editor.classList && editor.classList.contains("interval-editor") && editor.open) {
+      editor.dataset.opened = String(Number(editor.dataset.opened || 0) + 1);
       const card = editor.closest(".card");
       const input = editor.querySelector("input[name=interval]");
       // "toggle" comes a moment after the editor opened: text typed meanwhile stays.

@@ -85,6 +85,7 @@ def test_controls_work_from_the_keyboard(page, api):
     expect(field).to_be_focused()
     page.keyboard.type("2m")
     page.keyboard.press("Enter")
+    expect(field).to_be_hidden()  # saved: the editor closes
     expect(fact(page, "demo_slow", "interval")).to_have_text(re.compile(r"^2m\b"))
     # Escape discards, and puts the focus back on the Interval button.
     summary.focus()
