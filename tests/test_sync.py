@@ -39,7 +39,8 @@ def pair(store, clock, registry):
 
 def sync_all(*engines):
     for engine in engines:
-        engine.writer.flush()
+        engine.step()  # what the loop publishes reaches the writer...
+        engine.writer.flush()  # ...and the file
     for engine in engines:
         engine.sync()
         engine.step()
@@ -93,13 +94,10 @@ def test_a_follower_refuses_run_now_while_the_scheduler_runs_the_job(store, cloc
     registry.add(
         lambda ctx: release.wait(5), name="slow", category="dns", interval="1h", description="Slow."
     )
-    leader, follower = (
-        engine_on(store, clock, registry, "A"),
-        engine_on(store, clock, registry, "B"),
-    )
-    for engine in (leader, follower):
-        engine.keep_lease()
-        engine.step()
+    leader = engine_on(store, clock, registry, "A")
+    leader.keep_lease()
+    follower = engine_on(store, clock, registry, "B")
+    assert leader.leader and not follower.leader
     leader.run_now("slow")
     sync_all(leader, follower)
     assert follower.job("slow")["status"] == "running"
