@@ -35,6 +35,21 @@ def gated_job(registry, name, interval="1h", **options):
     return gate, ran
 
 
+def fail_once(store, method):
+    """Make ``store.method`` fail once as a locked database does; the returned list
+    is non-empty once it has."""
+    real, failed = getattr(store, method), []
+
+    def fails_once(*args, **kwargs):
+        if not failed:
+            failed.append(True)
+            raise StoreError("The database is locked.")
+        return real(*args, **kwargs)
+
+    setattr(store, method, fails_once)
+    return failed
+
+
 def hanging_job(registry, name, timeout):
     """A job that runs until it is asked to stop (``cancelled`` is then set), then
     waits for ``finish``, so that a test can look at the stuck run first."""
@@ -298,15 +313,7 @@ def test_a_queued_run_whose_recording_failed_is_tried_again(
     follower = Engine(registry, Store(db_path), clock=clock, lease_ttl=LONG_LEASE, run_jobs=False)
     follower.start()
     engines.extend([leader, follower])
-    record, failed = leader_store.record_manual_run, []
-
-    def fails_once(*args, **kwargs):
-        if not failed:
-            failed.append(True)
-            raise StoreError("The database is locked.")
-        return record(*args, **kwargs)
-
-    leader_store.record_manual_run = fails_once
+    failed = fail_once(leader_store, "record_manual_run")
     leader.writer.flush()  # the start-up's own writes are all in and seen
     leader.sync()
     # A web-only node: nothing else is written after the failure that could wake
@@ -397,15 +404,7 @@ def test_a_failed_takeover_is_tried_again_soon_and_not_shown_as_running(
     registry, store, clock, engines
 ):
     registry.add(lambda ctx: None, name="job", category="t", interval="1h", description="A job.")
-    mark, failed = store.mark_interrupted_runs, []
-
-    def fails_once(*args, **kwargs):
-        if not failed:
-            failed.append(True)
-            raise StoreError("The database is locked.")
-        return mark(*args, **kwargs)
-
-    store.mark_interrupted_runs = fails_once
+    failed = fail_once(store, "mark_interrupted_runs")
     engine = Engine(registry, store, clock=clock, lease_ttl=30.0)
     engines.append(engine)
     engine.start()
