@@ -26,7 +26,6 @@ from .native import Reply
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 5.0
-STOPPING = "The server is stopping, so nothing was changed; try again once it is back."
 
 
 class Controls:
@@ -148,7 +147,7 @@ class Controls:
         if state is None:
             raise UnknownJobError(name)
         if self._engine.stopping:
-            raise ShuttingDownError(STOPPING)
+            raise ShuttingDownError()
         return state
 
 

@@ -157,7 +157,7 @@ class Engine:
         """Wait (on the real clock) until no job runs here and the loop has recorded
         and published every run that ended; True if so."""
         deadline = time.monotonic() + timeout
-        while self.loop.running or self.loop._finished:
+        while self.loop.busy:
             if time.monotonic() >= deadline:
                 return False
             native_sleep(0.005)

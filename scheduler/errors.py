@@ -43,6 +43,11 @@ class LeaseLostError(NotLeaderError):
 class ShuttingDownError(SchedulerError):
     """A control arrived after the server began to stop."""
 
+    def __init__(self, message=None):
+        super().__init__(
+            message or "The server is stopping, so nothing was changed; try again once it is back."
+        )
+
 
 class CommandClaimedError(SchedulerError):
     """A queued command was already carried out (or dropped) by another process."""

@@ -160,6 +160,11 @@ class Loop(MessageHandlers):
         for reply in replies:
             reply.set()
 
+    @property
+    def busy(self):
+        """A run executes here, or one that ended is not yet recorded (a snapshot)."""
+        return bool(self.running or self._finished)
+
     def lease_valid(self):
         epoch, until = self.tenure()
         return epoch == self.epoch and self.clock.monotonic() < until

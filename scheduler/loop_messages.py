@@ -38,7 +38,7 @@ class MessageHandlers:
         caller says the run is recorded (``on_recorded``), or undone (``on_abort``)."""
         state = self.states[run.job]
         if self.stopping:
-            raise ShuttingDownError("The server is stopping; try again once it is back.")
+            raise ShuttingDownError()
         if not self.leading or epoch != self.epoch or not self.lease_valid():
             raise NotLeaderError("This server does not run the scheduler right now; try again.")
         if runs.is_busy(state, self.clock.monotonic()):

@@ -470,7 +470,9 @@ def test_a_job_and_its_runs_agree_while_the_finish_waits_to_be_written(
     store = Store(db_path, busy_timeout=0.05)
     engine = leading_engine(store, clock, registry)
     engines.append(engine)
+    assert engine.writer.flush()  # (its store gives up on a lock after 0.05 s)
     engine.run_now("job")
+    assert engine.writer.flush()
     blocker = sqlite3.connect(db_path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # the finish cannot be written yet
     try:
